@@ -1,0 +1,44 @@
+"""Shared test fixtures.
+
+Real datasets are read from `$SEQREC_DATA` (default: `../shared/datasets` beside the repository). Tests that
+need them use the `dataset` fixture: when a file is missing they are skipped with a message saying how to get
+the data, unless `SEQREC_REQUIRE_DATA=1` (set by CI), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_ROOT = Path(os.environ.get("SEQREC_DATA", REPO.parent / "shared" / "datasets"))
+REQUIRE_DATA = os.environ.get("SEQREC_REQUIRE_DATA", "") not in ("", "0", "false", "no")
+
+
+def _dataset_path(relative: str) -> Path:
+    path = DATA_ROOT / relative
+    if not path.exists():
+        message = (
+            f"real dataset {relative!r} not found under {DATA_ROOT}; set SEQREC_DATA to the folder holding the "
+            "datasets (see ../shared/datasets/README.md, or `seqrec data download` for the public ones)"
+        )
+        if REQUIRE_DATA:
+            pytest.fail(message + " [SEQREC_REQUIRE_DATA is set, so this is a failure]")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def dataset():
+    """Return a function mapping a path relative to $SEQREC_DATA to an existing Path (skip/fail if missing)."""
+    return _dataset_path
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    """A private cache folder for one test."""
+    path = tmp_path / "cache"
+    path.mkdir()
+    return path
