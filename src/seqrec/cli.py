@@ -1,0 +1,181 @@
+"""The `seqrec` command line. Each subcommand is a thin shell over one library call.
+
+Errors a user can cause (bad files, bad options) print one message on stderr and exit with status 1, without
+a traceback; usage errors exit with status 2 (click's convention).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+
+import click
+
+from seqrec.errors import SeqrecError
+
+FORMATS = ("dat", "csv", "tsv", "parquet", "inter", "pairs", "sequences", "sessions")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="seqrec")
+def cli() -> None:
+    """seqrec: sequential and session-based recommendation.
+
+    Prepare interaction logs, train and evaluate models with full-ranking metrics, and recommend.
+    """
+
+
+@cli.group()
+def data() -> None:
+    """Read, clean, split and cache interaction logs; list and download public datasets."""
+
+
+@data.command("prepare")
+@click.argument("source")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="File format; detected from the extension and content when omitted. pairs = 'user item' "
+                   "lines in time order (SASRec files); sequences = 'user item item ...' lines; sessions = one "
+                   "session per line, items separated by commas.")
+@click.option("--columns", default=None, metavar="MAP",
+              help="Map canonical columns onto the file's columns by name or 0-based position, e.g. "
+                   "'user=uid,item=sku,time=ts' or 'user=0,item=1,time=3'. Canonical names: user, item, time, "
+                   "rating, session.")
+@click.option("--separator", default=None, help="Field separator of CSV/TSV files (detected when omitted); "
+              "use '\\t' for tab.")
+@click.option("--header/--no-header", default=None, help="Whether the first CSV/TSV line is a header "
+              "(detected when omitted).")
+@click.option("--min-user-count", type=click.IntRange(min=0), default=0, show_default=True,
+              help="k-core: drop users with fewer interactions, repeated with --min-item-count to a fixed point.")
+@click.option("--min-item-count", type=click.IntRange(min=0), default=0, show_default=True,
+              help="k-core: drop items with fewer interactions.")
+@click.option("--dedupe", is_flag=True, help="Drop exact duplicate rows (the first one is kept).")
+@click.option("--min-rating", type=float, default=None, help="Keep only interactions rated at least this.")
+@click.option("--split", "split_name", type=click.Choice(["loo", "temporal", "none"]), default="loo",
+              show_default=True, help="Split to summarise: leave-one-out per user, global temporal, or none.")
+@click.option("--valid-fraction", type=float, default=0.1, show_default=True,
+              help="Temporal split: share of the latest interactions for validation.")
+@click.option("--test-fraction", type=float, default=0.1, show_default=True,
+              help="Temporal split: share of the latest interactions for test.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Prepared-data cache folder (default: $SEQREC_CACHE or ~/.cache/seqrec/prepared).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def data_prepare(source, fmt, columns, separator, header, min_user_count, min_item_count, dedupe, min_rating,
+                 split_name, valid_fraction, test_fraction, cache_dir, no_cache, as_json) -> None:
+    """Read SOURCE (a file, or 'demo' for the built-in synthetic data), clean it, cache it and summarise it."""
+    from seqrec.data import splits
+    from seqrec.data.pipeline import load
+    from seqrec.data.readers import parse_column_mapping
+
+    mapping = parse_column_mapping(columns) if columns else None
+    if separator == "\\t":
+        separator = "\t"
+    data = load(source, format=fmt, columns=mapping, separator=separator, header=header,
+                use_cache=not no_cache, cache_dir=cache_dir, dedupe=dedupe, min_rating=min_rating,
+                min_user_count=min_user_count, min_item_count=min_item_count)
+    summary = data.summary()
+    if split_name == "loo":
+        summary["split"] = splits.leave_one_out(data).summary()
+    elif split_name == "temporal":
+        summary["split"] = splits.temporal(data, valid_fraction=valid_fraction,
+                                           test_fraction=test_fraction).summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        _print_summary(summary)
+
+
+@data.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
+def data_list(as_json) -> None:
+    """List the public datasets `seqrec data download` knows."""
+    from seqrec.data.registry import list_datasets
+
+    specs = list_datasets()
+    if as_json:
+        click.echo(json.dumps([{"name": s.name, "url": s.url, "checksum": s.checksum, "format": s.format,
+                                "description": s.description} for s in specs], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "description", "format", "url")
+    for spec in specs:
+        table.add_row(spec.name, spec.description, spec.format, spec.url)
+    Console().print(table)
+
+
+@data.command("download")
+@click.argument("name")
+@click.option("--dest", type=click.Path(file_okay=False), default=None,
+              help="Folder to unpack into (default: $SEQREC_DATASETS or ~/.cache/seqrec/datasets).")
+@click.option("--mirror", default=None, help="Base URL of a mirror holding the same file name.")
+@click.option("--checksum", default=None, help="Expected checksum 'sha256:HEX' or 'md5:HEX' (needed for "
+              "datasets without a published one).")
+@click.option("--force", is_flag=True, help="Download again even if the dataset is already there.")
+@click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
+def data_download(name, dest, mirror, checksum, force, no_progress) -> None:
+    """Download public dataset NAME (see `seqrec data list`), verify its checksum and unpack it."""
+    from seqrec.data.download import download
+
+    folder = download(name, dest, mirror=mirror, checksum=checksum, force=force, progress=not no_progress)
+    click.echo(str(folder))
+
+
+@cli.command()
+def quickstart() -> None:
+    """Prepare the built-in demo data and summarise it (training joins here once models land)."""
+    from seqrec.data import splits
+    from seqrec.data.pipeline import load
+
+    data = load("demo")
+    summary = data.summary()
+    summary["split"] = splits.leave_one_out(data).summary()
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("", "value", show_header=False, title="prepared data")
+    split = summary.pop("split", None)
+    for key, value in summary.items():
+        table.add_row(key, _show(key, value))
+    if split:
+        for key, value in split.items():
+            table.add_row(f"split.{key}", _show(key, value))
+    Console().print(table)
+
+
+def _show(key: str, value) -> str:
+    if key in ("time_min", "time_max", "valid_time", "test_time") and isinstance(value, int) \
+            and 1e8 < value < 1e10:
+        return f"{value} ({datetime.fromtimestamp(value, UTC):%Y-%m-%d %H:%M:%S} UTC)"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `seqrec` console script."""
+    try:
+        cli.main(args=argv, prog_name="seqrec", standalone_mode=False)
+    except SeqrecError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
