@@ -42,3 +42,11 @@ def cache_dir(tmp_path: Path) -> Path:
     path = tmp_path / "cache"
     path.mkdir()
     return path
+
+
+@pytest.fixture(autouse=True)
+def _private_seqrec_folders(tmp_path_factory, monkeypatch):
+    """Keep every test's caches and downloads out of the user's home folder."""
+    base = tmp_path_factory.mktemp("seqrec-home")
+    monkeypatch.setenv("SEQREC_CACHE", str(base / "prepared"))
+    monkeypatch.setenv("SEQREC_DATASETS", str(base / "datasets"))
