@@ -90,5 +90,5 @@ def _read(source, read_options: dict) -> Interactions:
 
 
 def _demo_config() -> dict:
-    from seqrec.data.synthetic import SyntheticConfig
-    return asdict(SyntheticConfig())
+    from seqrec.data.synthetic import GENERATOR_VERSION, SyntheticConfig
+    return {"generator_version": GENERATOR_VERSION, **asdict(SyntheticConfig())}
