@@ -67,7 +67,8 @@ def load(source: str | os.PathLike[str] | Interactions, *, format: str | None = 
         if use_cache:
             cache.save(data, folder, key, {"fingerprint": fingerprint, "read": read_options,
                                            "prepare": options.to_dict()})
-    data.info.update({"cache_file": str(folder / f"{key}.npz") if use_cache else None, "cache_hit": hit,
+    data.info.update({"fingerprint": key, "cache_file": str(folder / f"{key}.npz") if use_cache else None,
+                      "cache_hit": hit,
                       "seconds": round(time.perf_counter() - started, 4)})
     if hit and str(source) != DEMO:
         object.__setattr__(data, "source", str(source))

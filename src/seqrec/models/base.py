@@ -1,0 +1,83 @@
+"""The model contract every seqrec model follows.
+
+A model is an `nn.Module` built from its own config and the catalogue size, `Model(config, num_items)`:
+
+- `forward(batch) -> Tensor`: sequence states, `[B, L, D]` for every position of a `CausalBatch`;
+- `item_embeddings() -> Tensor`: the item table `[N + 1, D]`, row 0 = padding (never ranked);
+- `predict(items) -> Tensor`: the state `[B, D]` that scores the next item after each history `[B, L]`
+  (left- or right-aligned, 0-padded);
+- `similarity`: the module that turns states and item vectors into scores (dot product by default).
+
+Models never compute a loss, move data between devices or read files: losses and the training loop live in
+`seqrec.train`, so every model gets every loss. A model that is not trained by gradient descent (Pop) sets
+`trainable = False` and implements `fit(split)`.
+
+Registration is the explicit table `MODELS` in `seqrec.models`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from seqrec.data.batches import CausalBatch
+from seqrec.models.layers.similarity import make_similarity
+
+
+class ModelConfig(BaseModel):
+    """Base of every model's hyper-parameters: frozen, typed, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    similarity: Literal["dot", "cosine"] = "dot"  # how states and item vectors become scores
+    temperature: float = Field(0.05, gt=0)         # cosine similarity is divided by this
+
+
+def last_positions(items: Tensor) -> Tensor:
+    """[B] int64 index of the last real (non-zero) item of each row; 0 for an empty row."""
+    length = items.shape[1]
+    valid = (items != 0).to(torch.int64)                                       # [B, L]
+    # argmax over a ramp of valid positions finds the last real column for any alignment
+    ramp = valid * torch.arange(1, length + 1, device=items.device)             # [B, L]
+    return (ramp.argmax(dim=1)).clamp(min=0)
+
+
+class SequentialRecommender(nn.Module):
+    """Base class: see the module docstring for the contract."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[ModelConfig]]
+    trainable: ClassVar[bool] = True
+
+    def __init__(self, config: ModelConfig, num_items: int) -> None:
+        super().__init__()
+        self.config = config
+        self.num_items = int(num_items)
+        self.similarity = make_similarity(config.similarity, config.temperature)
+
+    @property
+    def max_len(self) -> int:
+        """Longest history the model reads (L); histories are cut to their last `max_len` items."""
+        return int(getattr(self.config, "max_len", 1))
+
+    def forward(self, batch: CausalBatch) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def item_embeddings(self) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def predict(self, items: Tensor) -> Tensor:
+        """[B, D] state after the last real item of each history `items` [B, L]."""
+        states = self(CausalBatch(items=items))                                 # [B, L, D]
+        last = last_positions(items)                                            # [B]
+        return states[torch.arange(items.shape[0], device=items.device), last]  # [B, D]
+
+    def score(self, states: Tensor, item_ids: Tensor | None = None) -> Tensor:
+        """Scores [B, C] of `states` [B, D] against items `item_ids` [C] (all N + 1 rows when None)."""
+        table = self.item_embeddings()
+        if item_ids is not None:
+            table = table[item_ids]
+        return self.similarity(states, table)

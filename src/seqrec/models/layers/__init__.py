@@ -1,0 +1,1 @@
+"""Shared building blocks: one implementation each (attention, embeddings, similarity, ...)."""

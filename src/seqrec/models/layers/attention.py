@@ -1,0 +1,73 @@
+"""Multi-head self-attention and the transformer block (pre- or post-LayerNorm), causal or bidirectional."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def attention_mask(valid: Tensor, causal: bool) -> Tensor:
+    """[B, 1, L, L] bool, True where a query may attend to a key.
+
+    Real queries see real keys (the earlier ones only when causal). A padding query sees itself, so that no
+    softmax row is empty; padding outputs are zeroed by the caller and never reach real positions.
+    """
+    length = valid.shape[1]
+    allowed = valid[:, None, :].expand(-1, length, -1)                           # [B, L(query), L(key)]
+    if causal:
+        allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=valid.device).tril()
+    allowed = allowed | torch.eye(length, dtype=torch.bool, device=valid.device)
+    return allowed.unsqueeze(1)
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        b, length, dim = x.shape
+        q, k, v = self.qkv(x).split(dim, dim=-1)                                   # 3 x [B, L, D]
+        q, k, v = (t.view(b, length, self.num_heads, dim // self.num_heads).transpose(1, 2)
+                   for t in (q, k, v))                                             # [B, H, L, D/H]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(b, length, dim))                 # [B, L, D]
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float, activation: str = "gelu") -> None:
+        super().__init__()
+        self.up = nn.Linear(dim, hidden)
+        self.down = nn.Linear(hidden, dim)
+        self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down(self.dropout(self.act(self.up(x))))
+
+
+class TransformerBlock(nn.Module):
+    """Attention + feed-forward with residuals; `norm_first` picks pre-LN (True) or post-LN (False)."""
+
+    def __init__(self, dim: int, num_heads: int, dropout: float, *, hidden: int | None = None,
+                 norm_first: bool = True, activation: str = "gelu") -> None:
+        super().__init__()
+        self.attn = MultiHeadAttention(dim, num_heads, dropout)
+        self.ffn = FeedForward(dim, hidden or dim, dropout, activation)
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.norm_first = norm_first
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        if self.norm_first:
+            x = x + self.dropout(self.attn(self.norm1(x), mask))
+            return x + self.dropout(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.dropout(self.attn(x, mask)))
+        return self.norm2(x + self.dropout(self.ffn(x)))

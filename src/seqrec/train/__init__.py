@@ -1,0 +1,1 @@
+"""Training: losses, trainer, checkpoints, run logs."""

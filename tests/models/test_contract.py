@@ -1,0 +1,143 @@
+"""The contract every registered model keeps: shapes, no future leakage, padding invariance, determinism,
+checkpoint round trip, and learning on real data. A model joins these tests by joining `MODELS`."""
+
+import numpy as np
+import pytest
+import torch
+
+import seqrec
+from seqrec.data.batches import CausalBatch, causal_windows
+from seqrec.models import MODELS, build_model, get_model_class
+from seqrec.errors import ConfigError
+from seqrec.train.checkpoint import load_checkpoint, save_checkpoint
+from seqrec.train.losses import full_softmax_ce
+
+N = 40
+SMALL = {"sasrec": {"dim": 16, "num_blocks": 2, "num_heads": 2, "max_len": 12, "dropout": 0.3}}
+NAMES = sorted(MODELS)
+
+
+def make(name: str, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(name, N, SMALL.get(name, {})).eval()
+
+
+def histories(seed: int = 1, rows: int = 6, length: int = 12) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    items = torch.randint(1, N + 1, (rows, length), generator=g)
+    lengths = torch.tensor([12, 9, 5, 1, 3, 12])[:rows]
+    keep = torch.arange(length)[None, :] >= (length - lengths)[:, None]         # right-aligned
+    return items * keep
+
+
+def left_align(items: torch.Tensor) -> torch.Tensor:
+    out = torch.zeros_like(items)
+    for r in range(items.shape[0]):                                              # test-only reference
+        real = items[r][items[r] != 0]
+        out[r, :real.numel()] = real
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shapes(name):
+    model = make(name)
+    items = histories()
+    states = model(CausalBatch(items))
+    assert states.shape[:2] == items.shape
+    dim = states.shape[2]
+    assert model.item_embeddings().shape == (N + 1, dim)
+    assert model.predict(items).shape == (items.shape[0], dim)
+    assert model.score(model.predict(items)).shape == (items.shape[0], N + 1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_future_leakage(name):
+    model = make(name)
+    items = left_align(histories(rows=1, length=12))                             # 12 real items
+    before = model(CausalBatch(items))
+    for t in range(items.shape[1] - 1):
+        changed = items.clone()
+        changed[0, t + 1:] = torch.randint(1, N + 1, (items.shape[1] - t - 1,))
+        after = model(CausalBatch(changed))
+        assert torch.allclose(before[0, :t + 1], after[0, :t + 1], atol=1e-5), f"position {t} saw the future"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_padding_invariance(name):
+    model = make(name)
+    right = histories()
+    left = left_align(right)
+    expected = model.predict(right)
+    assert torch.allclose(model.predict(left), expected, atol=1e-5)
+    narrow = right[:, 4:]                                                        # less padding (rows <= 8 items)
+    rows = (right != 0).sum(1) <= 8
+    assert torch.allclose(model.predict(narrow[rows]), expected[rows], atol=1e-5)
+    # states at real positions do not depend on the alignment either
+    s_right, s_left = model(CausalBatch(right)), model(CausalBatch(left))
+    assert torch.allclose(s_right[right != 0], s_left[left != 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_determinism_under_a_seed(name):
+    a, b = make(name, seed=3), make(name, seed=3)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    items = histories()
+    a.train(), b.train()
+    torch.manual_seed(5)
+    out_a = a(CausalBatch(items))
+    torch.manual_seed(5)
+    assert torch.equal(out_a, b(CausalBatch(items)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_checkpoint_round_trip_gives_identical_scores(name, tmp_path):
+    model = make(name)
+    with torch.no_grad():
+        for p in model.buffers():
+            p.add_(torch.rand_like(p))                                           # Pop's counts, say
+    save_checkpoint(tmp_path / "m.pt", {"format": 1, "state_dict": model.state_dict()})
+    other = make(name, seed=9)
+    other.load_state_dict(load_checkpoint(tmp_path / "m.pt")["state_dict"])
+    items = histories()
+    assert torch.equal(model.score(model.predict(items)), other.score(other.predict(items)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_round_trip(name):
+    cls = get_model_class(name)
+    config = cls.config_class(**SMALL.get(name, {}))
+    assert cls.config_class(**config.model_dump()) == config
+
+
+def test_unknown_model_suggests_the_closest():
+    with pytest.raises(ConfigError, match="did you mean 'sasrec'"):
+        get_model_class("sasrek")
+
+
+def test_bad_hyper_parameter_is_rejected():
+    with pytest.raises(Exception, match="dim"):
+        build_model("sasrec", N, {"dim": 0})
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", [n for n in NAMES if MODELS[n].trainable])
+def test_a_few_steps_on_real_data_lower_the_loss(name, dataset):
+    data = seqrec.load(dataset("ml-1m-sasrec/ml-1m.txt"), format="pairs")
+    split = seqrec.leave_one_out(data)
+    torch.manual_seed(0)
+    model = build_model(name, data.num_items, {**SMALL.get(name, {}), "max_len": 50, "dropout": 0.0})
+    users = np.arange(256)
+    inputs, targets = causal_windows(data.items, data.offsets[users], split.train_end[users], model.max_len)
+    batch = CausalBatch(torch.from_numpy(inputs), torch.from_numpy(targets))
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    losses = []
+    for _ in range(15):
+        states = model(batch)
+        scored = batch.targets != 0
+        loss = full_softmax_ce(states[scored], batch.targets[scored], model.item_embeddings(), model.similarity)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.3, losses

@@ -1,0 +1,120 @@
+"""Losses against their reference formulas, written out by hand here."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seqrec.models.layers.similarity import Cosine, DotProduct
+from seqrec.train.losses import LossSpec, bce, bpr, compute_loss, full_softmax_ce, sampled_softmax
+
+N, D, M = 12, 5, 7
+
+
+@pytest.fixture
+def setup():
+    g = torch.Generator().manual_seed(0)
+    states = torch.randn(M, D, generator=g, dtype=torch.float64)
+    table = torch.randn(N + 1, D, generator=g, dtype=torch.float64)
+    targets = torch.randint(1, N + 1, (M,), generator=g)
+    return states, targets, table
+
+
+def test_full_ce_is_manual_log_softmax(setup):
+    states, targets, table = setup
+    scores = states @ table[1:].T                                  # items 1..N
+    manual = -torch.stack([torch.log_softmax(scores[i], 0)[targets[i] - 1] for i in range(M)]).mean()
+    assert torch.allclose(full_softmax_ce(states, targets, table, DotProduct()), manual)
+
+
+def test_full_ce_never_uses_the_padding_row(setup):
+    states, targets, table = setup
+    before = full_softmax_ce(states, targets, table, DotProduct())
+    table2 = table.clone()
+    table2[0] = 1e6
+    assert torch.allclose(full_softmax_ce(states, targets, table2, DotProduct()), before)
+
+
+@pytest.mark.parametrize("similarity", [DotProduct(), Cosine(0.1)])
+def test_sampled_softmax_with_every_item_as_negative_is_full_ce(setup, similarity):
+    states, targets, table = setup
+    every = torch.arange(1, N + 1)
+    full = full_softmax_ce(states, targets, table, similarity)
+    assert torch.allclose(sampled_softmax(states, targets, table, similarity, every), full)
+    per_row = every.expand(M, N)                                   # the [M, K] form gives the same
+    assert torch.allclose(sampled_softmax(states, targets, table, similarity, per_row), full)
+
+
+def test_sampled_softmax_log_q_correction(setup):
+    states, targets, table = setup
+    negatives = torch.tensor([2, 5, 9])
+    log_q = torch.log(torch.rand(N + 1, dtype=torch.float64) + 0.1)
+    expected = []
+    for i in range(M):
+        t = int(targets[i])
+        logits = [float(states[i] @ table[t]) - float(log_q[t])]
+        logits += [float(states[i] @ table[j]) - float(log_q[j]) for j in negatives.tolist() if j != t]
+        expected.append(-(logits[0] - math.log(sum(math.exp(x) for x in logits))))
+    got = sampled_softmax(states, targets, table, DotProduct(), negatives, log_q)
+    assert got.item() == pytest.approx(sum(expected) / M, rel=1e-9)
+
+
+def test_bce_and_bpr_reference(setup):
+    states, targets, table = setup
+    negatives = torch.randint(1, N + 1, (M, 3), generator=torch.Generator().manual_seed(1))
+    sig = torch.sigmoid
+    bce_ref, bpr_ref = [], []
+    for i in range(M):
+        pos = states[i] @ table[targets[i]]
+        negs = [states[i] @ table[j] for j in negatives[i].tolist() if j != int(targets[i])]
+        neg_term = sum(-torch.log(1 - sig(s)) for s in negs) / max(len(negs), 1)
+        bce_ref.append(-torch.log(sig(pos)) + neg_term)
+        bpr_ref.append(sum(-torch.log(sig(pos - s)) for s in negs) / max(len(negs), 1))
+    assert bce(states, targets, table, DotProduct(), negatives).item() == pytest.approx(
+        float(torch.stack(bce_ref).mean()), rel=1e-9)
+    assert bpr(states, targets, table, DotProduct(), negatives).item() == pytest.approx(
+        float(torch.stack([torch.as_tensor(x) for x in bpr_ref]).mean()), rel=1e-9)
+
+
+def test_negatives_equal_to_the_positive_are_ignored():
+    states = torch.tensor([[1.0, 0.0]])
+    table = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 1.0]])
+    targets = torch.tensor([1])
+    only_collisions = torch.tensor([[1, 1]])
+    assert bce(states, targets, table, DotProduct(), only_collisions).item() == pytest.approx(
+        float(F.softplus(torch.tensor(-2.0))))
+    assert sampled_softmax(states, targets, table, DotProduct(), torch.tensor([1])).item() == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("spec", [LossSpec("ce"), LossSpec("bce", 2), LossSpec("bpr", 4),
+                                  LossSpec("sampled_softmax", 8, "uniform"),
+                                  LossSpec("sampled_softmax", 1, "in_batch", True),
+                                  LossSpec("sampled_softmax", 1, "in_batch", False)])
+def test_every_loss_is_finite_and_trains(setup, spec):
+    states, targets, table = setup
+    states = states.float().requires_grad_()
+    table = table.float().requires_grad_()
+    log_pop = torch.log(torch.full((N + 1,), 1.0 / N))
+    loss = compute_loss(spec, states, targets, table, DotProduct(), log_popularity=log_pop)
+    assert torch.isfinite(loss) and loss.item() > 0
+    loss.backward()
+    assert states.grad.abs().sum() > 0 and table.grad[1:].abs().sum() > 0
+
+
+def test_fused_ce_matches_autograd_reference_in_value_and_gradients():
+    g = torch.Generator().manual_seed(2)
+    states = torch.randn(3000, 8, generator=g, dtype=torch.float64, requires_grad=True)  # several chunks
+    table = torch.randn(2001, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(1, 2001, (3000,), generator=g)
+    fused = full_softmax_ce(states, targets, table, DotProduct())
+    (fused * 3).backward()
+    gs, gt = states.grad.clone(), table.grad.clone()
+    states.grad, table.grad = None, None
+    reference = F.cross_entropy(states @ table[1:].T, targets - 1)
+    (reference * 3).backward()
+    assert fused.item() == pytest.approx(reference.item(), rel=1e-12)
+    assert torch.allclose(gs, states.grad) and torch.allclose(gt, table.grad)
+    assert torch.all(gt[0] == 0)
+    with torch.no_grad():                                           # evaluation: no gradient work
+        assert full_softmax_ce(states, targets, table, DotProduct()).item() == pytest.approx(reference.item())
