@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from seqrec.data.batches import CausalBatch
 from seqrec.models.base import ModelConfig, SequentialRecommender
-from seqrec.models.layers.attention import TransformerBlock, attention_mask
+from seqrec.models.layers.attention import Dropout, TransformerBlock, attention_mask
 
 
 class SASRecConfig(ModelConfig):
@@ -44,7 +44,7 @@ class SASRec(SequentialRecommender):
         dim = config.dim
         self.items = nn.Embedding(num_items + 1, dim, padding_idx=0)
         self.positions = nn.Embedding(config.max_len, dim)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(dim, config.num_heads, config.dropout, hidden=dim * config.ffn_multiplier,
                              norm_first=config.norm_first, activation=config.activation)
