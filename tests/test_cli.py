@@ -88,10 +88,79 @@ def test_console_script_in_a_subprocess_has_no_traceback(tmp_path):
     assert "no such file" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_quickstart_runs_on_demo_data(capsys):
-    code, out, err = _run(capsys, "quickstart")
+@pytest.mark.slow
+def test_quickstart_end_to_end(capsys):
+    code, out, err = _run(capsys, "quickstart", "--epochs", "6")
     assert code == 0, err
     assert "users" in out and "leave_one_out" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("pop ", "sasrec "))}
+    header = next(line.split() for line in out.splitlines() if "NDCG@10" in line)
+    col = header.index("NDCG@10") + 1                     # + 1: the row label "pop (test)" is two words
+    assert float(rows["sasrec"][col]) > 3 * float(rows["pop"][col])
+    assert out.count("top-5") == 3
+
+
+TINY = ["--set", "model.dim=16", "--set", "model.max_len=20", "--set", "train.epochs=2", "--set",
+        "train.batch_size=256"]
+
+
+def test_train_then_evaluate_a_run_directory(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("data:\n  path: demo\nmodel:\n  name: sasrec\n")
+    out_dir = tmp_path / "run"
+    code, out, err = _run(capsys, "train", "-c", str(config), *TINY, "--out", str(out_dir), "--quiet")
+    assert code == 0, err
+    assert "NDCG@10" in out and str(out_dir) in out
+    results = json.loads((out_dir / "results.json").read_text())
+    code, out, err = _run(capsys, "evaluate", str(out_dir), "--json", "--split", "both")
+    assert code == 0, err
+    assert json.loads(out)["test"]["NDCG@10"] == pytest.approx(results["test"]["NDCG@10"])
+    # a second train into the same directory without --resume is refused, with --resume it is a no-op
+    code, _, err = _run(capsys, "train", "-c", str(config), *TINY, "--out", str(out_dir))
+    assert code == 1 and "--resume" in err
+    code, out, err = _run(capsys, "train", "--out", str(out_dir), "--resume", "--quiet")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "train.learnig_rate=0.1"], "did you mean 'train.lr'"),
+    (["--set", "train.lr=-1"], "train.lr: value -1 is not allowed; expected a number > 0"),
+    (["--set", "model.name=sasrek"], "did you mean 'sasrec'"),
+    (["--set", "model.dim=zero"], "model.dim: value 'zero'"),
+    (["--set", "eval.metric=NDCG@7"], "eval.metric: value 'NDCG@7'"),
+    (["--set", "trian.lr=1"], "unknown section 'trian'; did you mean 'train'"),
+    (["--set", "lr"], "expected SECTION.KEY=VALUE"),
+    (["-c", "/nonexistent/config.yaml"], "does not exist"),
+])
+def test_train_config_errors_are_one_line_messages(capsys, args, message):
+    code, _, err = _run(capsys, "train", *args)
+    assert code == 1
+    assert message in err and "Traceback" not in err
+
+
+def test_train_yaml_syntax_error_names_the_line(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("train:\n  lr: 0.1\n  epochs: [1, 2\n")
+    code, _, err = _run(capsys, "train", "-c", str(config))
+    assert code == 1 and f"{config}:" in err and "invalid YAML" in err
+
+
+def test_evaluate_refuses_a_checkpoint_carrying_pickled_code(tmp_path, capsys):
+    import torch
+
+    config = tmp_path / "c.yaml"
+    config.write_text("data:\n  path: demo\n")
+    out_dir = tmp_path / "run"
+    assert _run(capsys, "train", "-c", str(config), *TINY, "--out", str(out_dir), "--quiet")[0] == 0
+    sentinel = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {sentinel}",))
+
+    torch.save({"format": 1, "state_dict": Payload()}, out_dir / "checkpoints" / "best.pt")
+    code, _, err = _run(capsys, "evaluate", str(out_dir))
+    assert code == 1 and "refused" in err and not sentinel.exists()
 
 
 @pytest.mark.realdata

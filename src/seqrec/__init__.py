@@ -1,9 +1,13 @@
 """seqrec: sequential and session-based recommendation.
 
     data = seqrec.load("ratings.csv", columns={"user": "uid", "item": "sku", "time": "ts"})
-    split = seqrec.leave_one_out(data)
+    run = seqrec.train(data, model="sasrec", train={"epochs": 50})
+    run.results["test"]["NDCG@10"]
+    run.recommend(user="u42", k=10)
 """
 
+from seqrec.api import Run, make_config, train
+from seqrec.config import RunConfig, load_config
 from seqrec.data.interactions import Interactions
 from seqrec.data.pipeline import load
 from seqrec.data.prepare import PrepareOptions
@@ -18,6 +22,8 @@ __all__ = [
     "DataError",
     "Interactions",
     "PrepareOptions",
+    "Run",
+    "RunConfig",
     "SequenceData",
     "SeqrecError",
     "Split",
@@ -25,5 +31,8 @@ __all__ = [
     "__version__",
     "leave_one_out",
     "load",
+    "load_config",
+    "make_config",
     "temporal",
+    "train",
 ]

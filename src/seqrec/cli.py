@@ -124,15 +124,106 @@ def data_download(name, dest, mirror, checksum, force, no_progress) -> None:
 
 
 @cli.command()
-def quickstart() -> None:
-    """Prepare the built-in demo data and summarise it (training joins here once models land)."""
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="YAML run config (sections data, split, model, loss, train, eval); see configs/.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override one config value, e.g. --set train.lr=1e-3 --set model.dim=64 (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run directory (config, log, checkpoints, curves.png, results.json). Default: "
+                   "runs/<time>-<model>-<config hash>.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no per-epoch lines.")
+def train(config_path, overrides, out, resume, quiet) -> None:
+    """Train a model and report full-ranking validation and test metrics of its best epoch."""
+    from seqrec import api
+    from seqrec.config import load_config
+
+    if resume and out is None:
+        raise click.UsageError("--resume needs --out RUN_DIR (the run to continue)")
+    _setup_logging(quiet)
+    config = None
+    if config_path is not None or overrides or not resume:
+        config = load_config(config_path, overrides)
+        if quiet:
+            config = api.make_config(config, train={"progress": False})
+    if out is None:
+        out = api.default_run_dir(config)
+    run = api.train(config=config, out=out, resume=resume)
+    _print_results({"valid": run.results["valid"], "test": run.results["test"]},
+                   title=f"{run.config.model.name}: best epoch {run.results['best_epoch']}")
+    if run.results.get("stopped"):
+        click.echo(f"stopped: {run.results['stopped']}")
+    click.echo(f"run directory: {out}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--split", "split_name", type=click.Choice(["valid", "test", "both"]), default="test",
+              show_default=True, help="Which targets to rank.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate(run_dir, split_name, as_json) -> None:
+    """Evaluate the best checkpoint of a run directory with full ranking."""
+    from seqrec.api import Run
+
+    run = Run.load(run_dir)
+    names = ["valid", "test"] if split_name == "both" else [split_name]
+    rows = {name: run.evaluate(name) for name in names}
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    else:
+        _print_results(rows, title=f"{run.config.model.name} ({run_dir})")
+
+
+@cli.command()
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="SASRec epochs at most.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Keep the SASRec run (checkpoints, curves, results) in this directory.")
+def quickstart(epochs, out) -> None:
+    """Demo: built-in synthetic data -> Pop and SASRec -> a metrics table and example recommendations."""
+    from seqrec import api
     from seqrec.data import splits
     from seqrec.data.pipeline import load
 
+    _setup_logging(quiet=False)
     data = load("demo")
+    split = splits.leave_one_out(data)
     summary = data.summary()
-    summary["split"] = splits.leave_one_out(data).summary()
+    summary["split"] = split.summary()
     _print_summary(summary)
+    runs = {"pop": api.train(split, model="pop", train={"progress": False})}
+    runs["sasrec"] = api.train(split, model=QUICKSTART_SASREC, out=out, train={**QUICKSTART_TRAIN, "epochs": epochs})
+    _print_results({f"{name} (test)": run.results["test"] for name, run in runs.items()},
+                   title="demo data, leave-one-out, full ranking")
+    users = data.users.decode(split.test.users[:3])
+    for user in users:
+        user = user.item() if hasattr(user, "item") else user
+        recs = runs["sasrec"].recommend(user=user, k=5)
+        click.echo(f"user {user}: top-5 {[item for item, _ in recs]}")
+
+
+QUICKSTART_SASREC = {"name": "sasrec", "dim": 32, "num_blocks": 2, "max_len": 50, "dropout": 0.2}
+QUICKSTART_TRAIN = {"lr": 2e-3, "batch_size": 128, "patience": 3}
+
+
+def _setup_logging(quiet: bool) -> None:
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("seqrec")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def _print_results(rows: dict[str, dict[str, float]], title: str) -> None:
+    from seqrec.evaluate.report import format_table
+
+    click.echo(title)
+    click.echo(format_table(rows, metrics=_HEADLINE))
+
+
+_HEADLINE = ["HR@1", "HR@10", "NDCG@10", "HR@50", "NDCG@50", "MRR"]
 
 
 def _print_summary(summary: dict) -> None:

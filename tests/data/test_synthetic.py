@@ -72,7 +72,7 @@ def test_defaults_shape_dtypes_and_ranges(demo):
     assert lengths.min() >= config.min_length and lengths.max() <= config.max_length
     assert 20 <= lengths.mean() <= 50
     times = frame[C.TIME].to_numpy()
-    assert 1_500_000_000 < times.min() and times.max() < 2_000_000_000  # plausible unix seconds
+    assert times.min() > 1_500_000_000 and times.max() < 2_000_000_000  # plausible unix seconds
     assert demo.meta["config"] == SyntheticConfig().to_dict()
 
 

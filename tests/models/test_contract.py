@@ -7,8 +7,8 @@ import torch
 
 import seqrec
 from seqrec.data.batches import CausalBatch, causal_windows
-from seqrec.models import MODELS, build_model, get_model_class
 from seqrec.errors import ConfigError
+from seqrec.models import MODELS, build_model, get_model_class
 from seqrec.train.checkpoint import load_checkpoint, save_checkpoint
 from seqrec.train.losses import full_softmax_ce
 

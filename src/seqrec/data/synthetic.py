@@ -79,6 +79,10 @@ class SyntheticConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self._check_types()
+        self._check_ranges()
+
+    def _check_types(self) -> None:
         for name in ("num_users", "num_items", "min_length", "max_length", "num_clusters", "successors", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -87,6 +91,8 @@ class SyntheticConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
                 raise ConfigError(f"synthetic option {name!r} must be a number, got {value!r}")
+
+    def _check_ranges(self) -> None:
         for name in ("num_users", "min_length", "num_clusters", "successors"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"synthetic option {name!r} must be at least 1, got {getattr(self, name)!r}")

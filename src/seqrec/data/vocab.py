@@ -39,7 +39,8 @@ class Vocab:
         """Dense ids -> raw ids (padding id 0 of items is not decodable)."""
         index = np.asarray(dense) - self.start
         if np.any((index < 0) | (index >= len(self))):
-            raise DataError(f"dense {self.kind} id out of range", expected=f"{self.start}..{len(self) + self.start - 1}")
+            raise DataError(f"dense {self.kind} id out of range",
+                            expected=f"{self.start}..{len(self) + self.start - 1}")
         return self.raw[index]
 
     def encode(self, raw_ids, *, missing: int | None = None) -> np.ndarray:

@@ -15,10 +15,10 @@ Protocol:
   shapes, which would turn a true tie into a random win or loss.
 
 Targets are batched by history length (each batch cut to its longest history), which only changes speed:
-models give the same states whatever the padding. Scores are computed in blocks: rows in batches of `batch_size`, and, when `batch * (N + 1)` would exceed
-`max_block` elements, items in contiguous id ranges, each scored together with the batch's targets to read
-their scores from the same call (the batch shrinks if needed so that a [B, C + B] block fits). The ranks do
-not depend on the blocking.
+models give the same states whatever the padding. Scores are computed in blocks: rows in batches of
+`batch_size`, and, when `batch * (N + 1)` would exceed `max_block` elements, items in contiguous id ranges,
+each scored together with the batch's targets to read their scores from the same call (the batch shrinks if
+needed so that a [B, C + B] block fits). The ranks do not depend on the blocking.
 """
 
 from __future__ import annotations

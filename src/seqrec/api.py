@@ -1,0 +1,211 @@
+"""The Python API: from a file (or prepared data) to a trained model, metrics and recommendations.
+
+    data = seqrec.load("ml-1m.txt", format="pairs")
+    run = seqrec.train(data, model="sasrec", train={"epochs": 20})
+    run.results["test"]["NDCG@10"]
+    run.recommend(user=1, k=10)
+
+Every CLI command is one call into this module; the CLI holds no logic of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqrec.config import RunConfig, config_from_dict, config_hash, config_to_dict, dump_config, load_config
+from seqrec.data.pipeline import load
+from seqrec.data.sequences import SequenceData, gather_windows
+from seqrec.data.splits import Split, leave_one_out, temporal
+from seqrec.errors import ConfigError
+from seqrec.models import SequentialRecommender, build_model
+from seqrec.train.checkpoint import load_checkpoint
+from seqrec.train.runlog import make_run_dir, write_json
+from seqrec.train.trainer import Trainer
+
+log = logging.getLogger(__name__)
+SECTIONS = ("data", "split", "model", "loss", "train", "eval")
+
+
+def make_config(config: RunConfig | str | Path | None = None, model: str | dict | None = None,
+                **sections: dict) -> RunConfig:
+    """A validated RunConfig from a config (object or YAML path) with sections updated from dicts.
+
+    `model` is a model name or the whole model section (`{"name": "sasrec", "dim": 32}`);
+    `make_config(model="sasrec", train={"epochs": 5})` starts from the defaults.
+    """
+    if isinstance(model, dict):
+        model = dict(model)
+        name = model.pop("name", None)
+        if model:
+            sections["model"] = model
+        model = name
+    if isinstance(config, (str, Path)):
+        config = load_config(config)
+    tree = config_to_dict(config if config is not None else RunConfig())
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown config section(s) {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
+    current = tree["model"].get("name")
+    if model is not None and model != current:
+        tree["model"] = {"name": model}  # another model: its own defaults, not the old model's keys
+    elif model is None and sections.get("model", {}).get("name", current) != current:
+        tree["model"] = {}  # likewise when the model section names another model
+    for name, values in sections.items():
+        tree[name] = {**tree[name], **dict(values or {})}
+    return config_from_dict(tree)
+
+
+def load_data(config: RunConfig) -> SequenceData:
+    """Read and prepare `config.data` (through the cache)."""
+    d = config.data
+    return load(d.path, format=d.format, columns=d.columns, separator=d.separator, header=d.header,
+                use_cache=d.cache, dedupe=d.dedupe, min_rating=d.min_rating, min_user_count=d.min_user_count,
+                min_item_count=d.min_item_count)
+
+
+def make_split(data: SequenceData, config: RunConfig) -> Split:
+    s = config.split
+    if s.protocol == "temporal":
+        return temporal(data, valid_fraction=s.valid_fraction, test_fraction=s.test_fraction, targets=s.targets)
+    return leave_one_out(data)
+
+
+@dataclass
+class Run:
+    """A trained model with its data split, configuration, results and (optionally) run directory."""
+
+    model: SequentialRecommender
+    split: Split
+    config: RunConfig
+    run_dir: Path | None = None
+    results: dict = field(default_factory=dict)
+
+    def evaluate(self, split: str = "test") -> dict[str, float]:
+        """Full-ranking metrics of the model on the `valid` or `test` targets."""
+        if split not in ("valid", "test"):
+            raise ConfigError(f"unknown split {split!r}; expected 'valid' or 'test'")
+        return Trainer(self.model, self.split, self.config).evaluate(split)
+
+    def recommend(self, user=None, *, history=None, k: int = 10, exclude_history: bool = True) -> list[tuple]:
+        """Top-k `(raw item id, score)` for a known user (raw id; their whole log is the history) or for
+        a raw item `history` (oldest first)."""
+        data = self.split.data
+        if (user is None) == (history is None):
+            raise ConfigError("give exactly one of user= or history=")
+        if user is not None:
+            dense = int(data.users.encode([user])[0])
+            seen = data.items[data.offsets[dense]:data.offsets[dense + 1]].astype(np.int64)
+        else:
+            seen = data.item_vocab.encode(list(history)).astype(np.int64)
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        window = gather_windows(seen, np.array([0]), np.array([seen.size]), self.model.max_len)  # [1, L]
+        self.model.eval()
+        with torch.inference_mode():
+            device = next(iter(self.model.buffers()), next(self.model.parameters(), None)).device
+            states = self.model.predict(torch.from_numpy(window.astype(np.int64)).to(device))  # [1, D]
+            scores = self.model.score(states)[0].float().cpu()                                  # [N + 1]
+            scores[0] = -torch.inf
+            if exclude_history and seen.size:
+                scores[torch.from_numpy(seen)] = -torch.inf
+            k = min(k, int(torch.isfinite(scores).sum()))
+            top = torch.topk(scores, k)
+        raw = data.item_vocab.decode(top.indices.numpy())
+        return [(r.item() if hasattr(r, "item") else r, float(s)) for r, s in zip(raw, top.values.tolist())]
+
+    @classmethod
+    def load(cls, run_dir: str | Path, *, checkpoint: str = "best.pt") -> Run:
+        """Rebuild a finished (or interrupted) run from its directory: config, data, best weights."""
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").exists():
+            raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); expected the --out folder "
+                              "of `seqrec train`")
+        config = load_config(run_dir / "config.yaml")
+        split = make_split(load_data(config), config)
+        path = run_dir / "checkpoints" / checkpoint
+        if not path.exists() and config.model.name != "pop":
+            path = run_dir / "checkpoints" / "last.pt"
+        model = build_model(config.model.name, split.data.num_items, config.model.params)
+        if model.trainable:
+            model.load_state_dict(load_checkpoint(path)["state_dict"])
+        else:
+            model.fit(split)
+        results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
+        return cls(model, split, config, run_dir, results)
+
+
+def _prepare_torch(config: RunConfig) -> None:
+    t = config.train
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    torch.use_deterministic_algorithms(bool(t.deterministic))
+    torch.manual_seed(t.seed)
+    np.random.seed(t.seed % 2**32)
+
+
+def train(data: SequenceData | Split | str | Path | None = None, model: str | dict | None = None, *,
+          config: RunConfig | str | Path | None = None, out: str | Path | None = None, resume: bool = False,
+          **sections: dict) -> Run:
+    """Train and evaluate a model; returns the `Run` with `results = {"valid": ..., "test": ...}`.
+
+    Args:
+        data: prepared `SequenceData`, a `Split`, a file path (read with the `data` section), or None to
+            read `config.data.path`.
+        model: registered model name (`seqrec.models.MODELS`), or the model section with its
+            hyper-parameters, `{"name": "sasrec", "dim": 32}`; default the config's (sasrec).
+        config: a RunConfig or a YAML path; `sections` (`train={"epochs": 5}`, `model={"dim": 32}`, ...)
+            update it.
+        out: run directory for checkpoints, logs, curves and results; None keeps everything in memory.
+        resume: continue from `out/checkpoints/last.pt` (the stored config is used and must match).
+    """
+    if isinstance(data, (str, Path)):
+        sections["data"] = {**sections.get("data", {}), "path": str(data)}
+        data = None
+    stored = Path(out) / "config.yaml" if resume and out is not None else None
+    if stored is not None and stored.exists() and config is None and model is None and not sections:
+        run_config = load_config(stored)  # plain --resume: continue with the run's own config
+    else:
+        run_config = make_config(config, model=model, **sections)
+        if stored is not None and stored.exists():
+            _check_resume_config(stored, run_config)
+    split = data if isinstance(data, Split) else make_split(data if data is not None else load_data(run_config),
+                                                             run_config)
+    _prepare_torch(run_config)
+    net = build_model(run_config.model.name, split.data.num_items, run_config.model.params)
+    run_dir = _open_run_dir(out, run_config, split, resume)
+    trainer = Trainer(net, split, run_config, run_dir)
+    state = trainer.fit(resume=resume)
+    results = trainer.write_results({"model": run_config.model.name, "stopped": state.stopped})
+    return Run(net, split, run_config, run_dir, results)
+
+
+def _check_resume_config(path: Path, requested: RunConfig) -> None:
+    stored = load_config(path)
+    if config_hash(stored) != config_hash(requested):
+        a, b = config_to_dict(stored), config_to_dict(requested)
+        diff = [f"{s}.{k}" for s in SECTIONS for k in set(a[s]) | set(b[s]) if a[s].get(k) != b[s].get(k)]
+        raise ConfigError(f"--resume: the config differs from the one stored in {path} "
+                          f"({', '.join(sorted(diff))}); resume with the same config or start a new --out")
+
+
+def _open_run_dir(out, config: RunConfig, split: Split, resume: bool) -> Path | None:
+    if out is None:
+        return None
+    out = Path(out)
+    if not resume and (out / "config.yaml").exists():
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(config, out / "config.yaml")
+    write_json(out / "data.json", {"data": split.data.summary(), "split": split.summary()})
+    return out
+
+
+def default_run_dir(config: RunConfig, root: str | Path = "runs") -> Path:
+    """`runs/<time>-<model>-<config hash>`: the CLI's default --out."""
+    return make_run_dir(root, f"{config.model.name}-{config_hash(config)[:8]}")

@@ -1,0 +1,264 @@
+"""The model-agnostic training loop: epochs, optimizer, clipping, validation, early stopping, checkpoints.
+
+A run directory holds everything needed to understand and continue a run:
+
+    config.yaml        the resolved configuration
+    data.json          the data fingerprint (cache key, source, counts) and the split summary
+    log.jsonl          one record per epoch: loss, validation metrics, seconds, sequences/s
+    checkpoints/last.pt  model + optimizer + RNG state after the last finished epoch (for --resume)
+    checkpoints/best.pt  model weights of the best validation epoch
+    curves.png         training loss and the validation metric per epoch
+    results.json       {"valid": {...}, "test": {...}} for the best epoch, plus when and how it was reached
+
+Resuming after a crash or `kill -9` restarts from the last finished epoch with its RNG state, so the resumed
+run draws the same batches and dropout masks as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqrec.data.batches import CausalBatch, causal_windows
+from seqrec.data.splits import Split
+from seqrec.errors import ConfigError
+from seqrec.evaluate import evaluate
+from seqrec.models.base import SequentialRecommender
+from seqrec.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from seqrec.train.losses import LossSpec, compute_loss
+from seqrec.train.runlog import EpochLog, Progress, plot_curves, write_json
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class TrainState:
+    """What changes from epoch to epoch and is saved in `last.pt`."""
+
+    epoch: int = 0                       # last finished epoch (0 = none)
+    best_epoch: int = 0
+    best_value: float = -math.inf
+    bad_evals: int = 0                   # evaluations since the last improvement
+    elapsed: float = 0.0                 # training + validation seconds so far, over all sessions
+    stopped: str | None = None           # why training ended early, if it did
+    history: list = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda when available else cpu; a CUDA device on a machine without one is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: value {name!r} is not available on this machine (no CUDA); "
+                          "expected 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+def training_rows(split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (absolute indices into `data.items`) of every training prefix with >= 2 items."""
+    starts = split.data.offsets[:-1]
+    keep = (split.train_end - starts) >= 2
+    return starts[keep], split.train_end[keep]
+
+
+class Trainer:
+    """Trains `model` on `split` as the run config says; model-specific code never lives here.
+
+    Args:
+        model: any registered model (see `seqrec.models.base`).
+        split: training prefixes and validation/test targets.
+        config: the resolved `seqrec.config.RunConfig` (train, loss and eval sections are used here).
+        run_dir: where checkpoints, logs and results go (None: keep nothing on disk).
+    """
+
+    def __init__(self, model: SequentialRecommender, split: Split, config, run_dir: Path | None = None) -> None:
+        self.model, self.split, self.config = model, split, config
+        self.train_cfg, self.eval_cfg = config.train, config.eval
+        self.loss_spec = LossSpec(config.loss.name, config.loss.num_negatives, config.loss.negatives,
+                                  config.loss.log_q_correction)
+        self.device = resolve_device(self.train_cfg.device)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.model.to(self.device)
+        self.starts, self.ends = training_rows(split)
+        self.rng = np.random.default_rng(self.train_cfg.seed)
+        self.optimizer = self._make_optimizer() if model.trainable else None
+        self.log_popularity = self._log_popularity() if config.loss.negatives == "in_batch" else None
+        self.state = TrainState()
+
+    # ------------------------------------------------------------------------------------------- set-up
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cls = torch.optim.AdamW if self.train_cfg.optimizer == "adamw" else torch.optim.Adam
+        return cls(self.model.parameters(), lr=self.train_cfg.lr, weight_decay=self.train_cfg.weight_decay)
+
+    def _log_popularity(self) -> torch.Tensor:
+        """[N + 1] log share of each item among training targets (in-batch negatives' sampling law)."""
+        data = self.split.data
+        user_of = np.repeat(np.arange(data.num_users), data.lengths)
+        in_train = np.arange(data.items.shape[0]) < self.split.train_end[user_of]
+        counts = np.bincount(data.items[in_train], minlength=data.num_items + 1).astype(np.float64) + 1.0
+        return torch.from_numpy(np.log(counts / counts.sum())).float().to(self.device)
+
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        return self.run_dir / "checkpoints" if self.run_dir is not None else None
+
+    # ------------------------------------------------------------------------------------------- loop
+
+    def fit(self, *, resume: bool = False) -> TrainState:
+        """Train until `epochs`, early stopping or the time budget; keeps the best weights in the model."""
+        if not self.model.trainable:
+            self.model.fit(self.split)
+            self.state.best_epoch = self.state.epoch = 0
+            return self.state
+        if resume:
+            self._resume()
+        epoch_log = EpochLog(self.run_dir / "log.jsonl") if self.run_dir is not None else None
+        if epoch_log is not None:
+            epoch_log.truncate_after(self.state.epoch)
+        best_weights = self._best_weights()
+        while self.state.epoch < self.train_cfg.epochs and self.state.stopped is None:
+            record = self._run_epoch(self.state.epoch + 1)
+            if record.get("improved"):
+                best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self._save("best.pt", best_weights)
+            self.state.history.append(record)
+            if epoch_log is not None:
+                epoch_log.append(record)
+            self._save_last()
+        if best_weights is not None:
+            self.model.load_state_dict(best_weights)
+        if self.run_dir is not None:
+            plot_curves(self.state.history, self.run_dir / "curves.png", metric=self.eval_cfg.metric)
+        return self.state
+
+    def _run_epoch(self, epoch: int) -> dict:
+        started = time.perf_counter()
+        loss, sequences, train_seconds = self._train_epoch(epoch)
+        record = {"epoch": epoch, "loss": loss, "train_seconds": round(train_seconds, 3),
+                  "sequences_per_second": round(sequences / max(train_seconds, 1e-9), 1)}
+        self.state.epoch = epoch
+        if epoch % self.train_cfg.eval_every == 0 or epoch == self.train_cfg.epochs:
+            eval_started = time.perf_counter()
+            valid = self.validate()
+            record["valid"] = valid
+            record["eval_seconds"] = round(time.perf_counter() - eval_started, 3)
+            record["improved"] = self._track(epoch, valid[self.eval_cfg.metric])
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        self.state.elapsed += record["seconds"]
+        record["elapsed"] = round(self.state.elapsed, 3)
+        if not math.isfinite(loss):
+            self.state.stopped = (f"the training loss became {loss} at epoch {epoch}; "
+                                  "lower train.lr or set train.clip_norm")
+        budget = self.train_cfg.max_minutes
+        if budget is not None and self.state.elapsed >= budget * 60 and self.state.stopped is None:
+            self.state.stopped = f"time budget of {budget} minutes reached"
+        log.info("epoch %d: loss %.4f, %s", epoch, loss, record.get("valid", {}).get(self.eval_cfg.metric))
+        return record
+
+    def _track(self, epoch: int, value: float) -> bool:
+        if value > self.state.best_value:
+            self.state.best_value, self.state.best_epoch, self.state.bad_evals = value, epoch, 0
+            return True
+        self.state.bad_evals += 1
+        patience = self.train_cfg.patience
+        if patience and self.state.bad_evals >= patience:
+            self.state.stopped = (f"early stop: no {self.eval_cfg.metric} improvement in {patience} evaluations "
+                                  f"(best {self.state.best_value:.4f} at epoch {self.state.best_epoch})")
+        return False
+
+    def _train_epoch(self, epoch: int) -> tuple[float, int, float]:
+        model, cfg = self.model, self.train_cfg
+        model.train()
+        order = self.rng.permutation(self.starts.shape[0])
+        batches = [order[i:i + cfg.batch_size] for i in range(0, order.shape[0], cfg.batch_size)]
+        total, count = 0.0, 0
+        with Progress(len(batches), f"epoch {epoch}", enabled=cfg.progress) as progress:
+            for rows in batches:
+                loss = self._step(rows)
+                total += loss * rows.shape[0]
+                count += rows.shape[0]
+                progress.update(loss=loss, sequences=int(rows.shape[0]))
+        return total / max(count, 1), count, progress.seconds
+
+    def _step(self, rows: np.ndarray) -> float:
+        inputs, targets = causal_windows(self.split.data.items, self.starts[rows], self.ends[rows],
+                                         self.model.max_len, align=self.train_cfg.align)
+        batch = CausalBatch(torch.from_numpy(inputs), torch.from_numpy(targets)).to(self.device)
+        states = self.model(batch)                                                  # [B, L, D]
+        scored = batch.targets != 0                                                 # [B, L]
+        loss = compute_loss(self.loss_spec, states[scored], batch.targets[scored], self.model.item_embeddings(),
+                            self.model.similarity, log_popularity=self.log_popularity)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.train_cfg.clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg.clip_norm)
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def validate(self) -> dict[str, float]:
+        return self.evaluate("valid")
+
+    def evaluate(self, split_name: str = "test") -> dict[str, float]:
+        targets = self.split.valid if split_name == "valid" else self.split.test
+        return evaluate(self.model, targets, ks=tuple(self.eval_cfg.ks), exclude_history=self.eval_cfg.exclude_history,
+                        batch_size=self.eval_cfg.batch_size, device=self.device)
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+
+    def _save(self, name: str, state_dict: dict) -> None:
+        if self.checkpoint_dir is None:
+            return
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(self.checkpoint_dir / name, {
+            "format": CHECKPOINT_FORMAT, "model": self.model.name, "num_items": self.model.num_items,
+            "model_config": json.dumps(self.model.config.model_dump()), "state_dict": state_dict,
+            "epoch": self.state.epoch})
+
+    def _save_last(self) -> None:
+        if self.checkpoint_dir is None:
+            return
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(self.checkpoint_dir / "last.pt", {
+            "format": CHECKPOINT_FORMAT, "model": self.model.name, "num_items": self.model.num_items,
+            "model_config": json.dumps(self.model.config.model_dump()),
+            "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "epoch": self.state.epoch, "train_state": self.state.to_json(), "rng": rng_state(self.rng)})
+
+    def _resume(self) -> None:
+        path = self.checkpoint_dir / "last.pt" if self.checkpoint_dir is not None else None
+        if path is None or not path.exists():
+            log.info("no checkpoint to resume from in %s; starting from scratch", self.run_dir)
+            return
+        payload = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(payload["state_dict"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.state = TrainState(**json.loads(payload["train_state"]))
+        set_rng_state(payload["rng"], self.rng)
+        log.info("resumed from %s after epoch %d", path, self.state.epoch)
+
+    def _best_weights(self) -> dict | None:
+        path = self.checkpoint_dir / "best.pt" if self.checkpoint_dir is not None else None
+        if self.state.best_epoch and path is not None and path.exists():
+            return load_checkpoint(path, map_location=self.device)["state_dict"]
+        return None
+
+    def write_results(self, extra: dict | None = None) -> dict:
+        """Evaluate the (best) model on validation and test and write `results.json`."""
+        results = {"valid": self.evaluate("valid"), "test": self.evaluate("test"),
+                   "best_epoch": self.state.best_epoch, "epochs_run": self.state.epoch,
+                   "stopped": self.state.stopped, "train_seconds": round(self.state.elapsed, 3), **(extra or {})}
+        if self.run_dir is not None:
+            write_json(self.run_dir / "results.json", results)
+        return results
