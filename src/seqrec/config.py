@@ -1,318 +1,530 @@
-"""Run configuration: YAML with typed, validated sections (data, split, model, loss, train, eval).
+"""Run configuration: typed, validated YAML sections `data`, `split`, `model`, `loss`, `train`, `eval`.
 
-    config = load_config("configs/ml1m_sasrec.yaml", ["train.lr=1e-3", "model.dim=64"])
+    config = load_config("configs/ml1m_sasrec.yaml", ["train.lr=1e-3", "model.dim=32"])
+    config.model.name, config.model.params.dim, config.train.lr
 
-Every section is a frozen pydantic model that rejects unknown keys; the `model` section holds the model's
-`name` plus that model's own hyper-parameters, validated by the model's config class. Every error becomes one
-`ConfigError` naming the key (`train.lr`), the value and what is allowed, with the closest valid key for a
-misspelt one. Values from YAML and `--set` are parsed with `yaml.safe_load` (never `eval`).
+Every field has a default and a description (`describe_keys()` lists them for help texts). The model section is
+flat in YAML (`model: {name: sasrec, dim: 64}`) and `ModelSection(name, params)` in Python, `params` being an
+instance of the model's own `config_class`. YAML is read with a `yaml.SafeLoader` (never `eval`) that also reads
+`1e-3` as a number. Every problem surfaces as ONE `ConfigError` naming the key path, the value and what is
+allowed, e.g. `train.lr: value -1 is not allowed; expected a number > 0`, and the file line or `--set` it came from.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import inspect
 import json
 import os
 import re
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from seqrec.data import columns as canonical
 from seqrec.errors import ConfigError
-from seqrec.models import ModelConfig, get_model_class
+from seqrec.models import MODELS, ModelConfig, get_model_class
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`) and rejects duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable):
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
-class DataConfig(Section):
-    path: str = Field("demo", description="interaction file, or 'demo' for the built-in synthetic data; "
-                                          "$SEQREC_DATA and ~ are expanded")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
+def _fail(message: str, **context: Any) -> PydanticCustomError:
+    """A validation error shown as `key: message` (`key=` overrides the location pydantic reports)."""
+    return PydanticCustomError("seqrec", "{message}", {"message": message, **context})
+
+
+class _Section(BaseModel):
+    # strict: YAML already types its scalars, so `epochs: true` or `path: 12` are mistakes, not values to coerce
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+class DataConfig(_Section):
+    path: str = Field("demo", description="data file, or 'demo' for the built-in synthetic data; $VAR, ~ expanded")
     format: str | None = Field(None, description="dat, csv, tsv, parquet, inter, pairs, sequences or sessions; "
-                                                 "detected when empty")
-    columns: dict[str, str | int] | None = Field(None, description="canonical column -> file column name or "
-                                                                   "0-based position")
-    separator: str | None = Field(None, description="field separator (detected when empty)")
-    header: bool | None = Field(None, description="whether the first line names the columns (detected when empty)")
-    dedupe: bool = Field(False, description="drop exact duplicate interactions")
-    min_rating: float | None = Field(None, description="keep interactions rated at least this")
-    min_user_count: int = Field(0, ge=0, description="k-core: users with fewer interactions are dropped")
-    min_item_count: int = Field(0, ge=0, description="k-core: items with fewer interactions are dropped")
+                                                 "null = detect")
+    columns: dict[str, str | int] | None = Field(None, description="user/item/time/rating/session -> the file's "
+                                                                   "column name or 0-based position")
+    separator: str | None = Field(None, description="CSV/TSV field separator; null = detect")
+    header: bool | None = Field(None, description="whether a CSV/TSV file starts with a header line; null = detect")
+    dedupe: bool = Field(False, description="drop exact duplicate rows")
+    min_rating: float | None = Field(None, description="keep only interactions rated at least this")
+    min_user_count: int = Field(0, ge=0, description="k-core: drop users with fewer interactions (0 = keep all)")
+    min_item_count: int = Field(0, ge=0, description="k-core: drop items with fewer interactions (0 = keep all)")
     cache: bool = Field(True, description="read and write the prepared-data cache")
 
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_like(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
-class SplitConfig(Section):
-    protocol: Literal["leave_one_out", "temporal"] = Field("leave_one_out", description="how to split")
-    valid_fraction: float | None = Field(None, gt=0, lt=1, description="temporal: share of the latest "
-                                                                       "interactions for validation")
-    test_fraction: float | None = Field(None, gt=0, lt=1, description="temporal: share for test")
-    targets: Literal["all", "first"] = Field("all", description="temporal: every interaction of the period, or "
+    @field_validator("path")
+    @classmethod
+    def _expand(cls, value: str) -> str:
+        def variable(match: re.Match) -> str:
+            name = match.group(1) or match.group(2)
+            if name not in os.environ:
+                raise _fail(f"environment variable {name} is not set (used in {value!r}); set it to the folder "
+                            f"holding the data, e.g. `export {name}=/path/to/datasets`")
+            return os.environ[name]
+
+        return os.path.expanduser(_VAR.sub(variable, value))
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, value: dict | None) -> dict | None:
+        for name in value or {}:
+            if name not in canonical.ALL:
+                raise _fail(f"unknown column {name!r}; expected one of {', '.join(canonical.ALL)}",
+                            key=f"data.columns.{name}")
+        return value
+
+
+class SplitConfig(_Section):
+    protocol: Literal["leave_one_out", "temporal"] = Field(
+        "leave_one_out", description="leave_one_out: last item test, the one before valid; temporal: time cut-offs")
+    valid_fraction: float | None = Field(None, gt=0, lt=1, description="temporal: share of interactions in the "
+                                                                       "validation window")
+    test_fraction: float | None = Field(None, gt=0, lt=1, description="temporal: share of (latest) interactions "
+                                                                      "in the test window")
+    targets: Literal["all", "first"] = Field("all", description="temporal: every interaction of a window, or "
                                                                 "each user's first")
 
+    @model_validator(mode="after")
+    def _temporal_needs_fractions(self) -> SplitConfig:
+        if self.protocol == "temporal":
+            if self.valid_fraction is None or self.test_fraction is None:
+                raise _fail("the temporal protocol needs split.valid_fraction and split.test_fraction",
+                            key="split.protocol")
+            if self.valid_fraction + self.test_fraction >= 1:
+                raise _fail(f"valid_fraction + test_fraction must be below 1, got {self.valid_fraction} + "
+                            f"{self.test_fraction}", key="split.test_fraction")
+        return self
 
-class ModelSection(Section):
-    """`name` plus the model's own hyper-parameters (flat in YAML), validated by the model's config class."""
 
-    name: str = Field("sasrec", description="registered model name")
-    params: ModelConfig = Field(default_factory=lambda: get_model_class("sasrec").config_class())
+class ModelSection(BaseModel):
+    """`name` plus the model's own hyper-parameters: flat in YAML, validated `params` in Python."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("sasrec", description=f"registered model: {', '.join(sorted(MODELS))}")
+    params: SerializeAsAny[ModelConfig] = Field(default_factory=lambda: get_model_class("sasrec").config_class(),
+                                                description="the model's hyper-parameters, written beside `name`")
 
     @model_validator(mode="before")
     @classmethod
-    def _split_params(cls, value: Any) -> Any:
-        if isinstance(value, ModelSection):
-            return value
-        if not isinstance(value, dict):
-            raise ValueError("the model section must be a mapping such as {name: sasrec, dim: 64}")
-        values = dict(value)
-        name = str(values.pop("name", "sasrec"))
-        params = values.pop("params", None)
-        model_cls = get_model_class(name)
+    def _from_flat(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data  # pydantic reports "expected a mapping"
+        data = dict(data)
+        name = data.pop("name", "sasrec")
+        if not isinstance(name, str):
+            raise _fail(f"value {name!r} has the wrong type; expected a model name (a string)", key="model.name")
+        try:
+            model_class = get_model_class(name)
+        except ConfigError as error:  # the registry's own message, with its did-you-mean
+            raise _fail(str(error), key="model.name") from None
+        # ModelSection(name=..., params=...) from Python; a flat mapping from YAML
+        params = data.pop("params") if set(data) == {"params"} else data
         if isinstance(params, ModelConfig):
-            return {"name": model_cls.name, "params": params}
-        return {"name": model_cls.name, "params": model_cls.config_class(**{**(params or {}), **values})}
+            params = params.model_dump()  # re-validated, so another model's config is caught
+        try:
+            validated = model_class.config_class.model_validate(params)
+        except ValidationError as error:
+            raise _fail("invalid hyper-parameters", problems=_problems(
+                error, model_class.config_class, ("model",), extra_keys=("name",))) from None
+        return {"name": model_class.name, "params": validated}
 
-    def to_dict(self) -> dict:
-        return {"name": self.name, **self.params.model_dump()}
+    @model_serializer(mode="wrap")
+    def _to_flat(self, handler: Callable[[Any], dict]) -> dict:
+        dumped = handler(self)
+        return {"name": dumped["name"], **dumped["params"]}
 
 
-class LossConfig(Section):
-    name: Literal["ce", "bce", "bpr", "sampled_softmax"] = Field("ce", description="training loss")
-    num_negatives: int = Field(1, ge=1, description="negatives per position (bce, bpr, uniform sampled softmax)")
-    negatives: Literal["uniform", "in_batch"] = Field("uniform", description="sampled softmax negatives")
-    log_q_correction: bool = Field(True, description="in-batch negatives: subtract log popularity")
+class LossConfig(_Section):
+    name: Literal["ce", "bce", "bpr", "sampled_softmax"] = Field(
+        "ce", description="ce: full softmax cross-entropy; bce, bpr: sampled negatives; sampled_softmax")
+    num_negatives: int = Field(1, ge=1, description="negatives per position (bce, bpr, uniform sampled_softmax)")
+    negatives: Literal["uniform", "in_batch"] = Field("uniform", description="sampled_softmax negatives: uniform "
+                                                                             "over items, or the batch's targets")
+    log_q_correction: bool = Field(True, description="in_batch negatives: subtract log popularity from logits")
 
 
-class TrainConfig(Section):
-    optimizer: Literal["adam", "adamw"] = Field("adam", description="optimizer")
+class TrainConfig(_Section):
+    optimizer: Literal["adam", "adamw"] = Field("adam", description="optimiser")
     lr: float = Field(1e-3, gt=0, description="learning rate")
-    weight_decay: float = Field(0.0, ge=0, description="weight decay")
-    clip_norm: float | None = Field(5.0, gt=0, description="gradient norm clipping (empty: none)")
-    epochs: int = Field(200, ge=1, description="epochs at most")
-    batch_size: int = Field(128, ge=1, description="sequences per batch")
-    patience: int = Field(10, ge=0, description="evaluations without improvement before stopping (0: never)")
-    seed: int = Field(42, description="random seed")
-    deterministic: bool = Field(False, description="torch deterministic algorithms")
-    device: str = Field("cpu", description="cpu, cuda, cuda:N or auto")
+    weight_decay: float = Field(0.0, ge=0, description="weight decay (coupled for adam, decoupled for adamw)")
+    clip_norm: float | None = Field(5.0, gt=0, description="clip the gradient norm to this; null = never")
+    epochs: int = Field(200, ge=1, description="most passes over the training data")
+    batch_size: int = Field(128, ge=1, description="training sequences per step")
+    patience: int = Field(10, ge=0, description="validations without improvement before stopping (one per "
+                                                "eval_every epochs); 0 = never stop early")
+    seed: int = Field(42, description="seed of every random generator")
+    deterministic: bool = Field(False, description="use deterministic torch kernels (slower)")
+    device: str = Field("cpu", description="cpu, cuda, cuda:N, or auto (cuda when available)")
     eval_every: int = Field(1, ge=1, description="validate every this many epochs")
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (empty: torch's default)")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads; null = torch's default")
     progress: bool = Field(True, description="show a progress bar")
-    max_minutes: float | None = Field(None, gt=0, description="stop after the epoch that crosses this budget")
+    max_minutes: float | None = Field(None, gt=0, description="wall-clock budget: stop after the epoch that "
+                                                              "crosses it; null = none")
     align: Literal["right", "left"] = Field("right", description="padding side of training rows")
-
 
     @field_validator("device")
     @classmethod
-    def _device(cls, device: str) -> str:
-        if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", device):
-            raise ValueError("'cpu', 'cuda', 'cuda:N' or 'auto'")
-        return device
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", value):
+            raise _fail(f"value {value!r} is not allowed; expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
+        return value
 
 
-class EvalConfig(Section):
-    ks: list[int] = Field([1, 5, 10, 20, 50, 100], description="cut-offs for HR@K, NDCG@K, MRR@K")
+class EvalConfig(_Section):
+    ks: list[Annotated[int, Field(ge=1)]] = Field([1, 5, 10, 20, 50, 100], min_length=1,
+                                                  description="cut-offs k of HR@k, NDCG@k and MRR@k")
     exclude_history: bool = Field(False, description="never rank items already in the user's history")
-    batch_size: int = Field(256, ge=1, description="targets ranked together")
-    metric: str = Field("NDCG@10", description="validation metric for early stopping and model selection")
+    batch_size: int = Field(256, ge=1, description="users ranked per evaluation batch")
+    metric: str = Field("NDCG@10", description="validation metric (early stopping, best epoch): HR@k, NDCG@k or "
+                                               "MRR@k with k in ks, or MRR")
 
     @field_validator("ks")
     @classmethod
-    def _ks(cls, ks: list[int]) -> list[int]:
-        if not ks or any(k < 1 for k in ks):
-            raise ValueError("a non-empty list of cut-offs >= 1")
-        return sorted(set(ks))
+    def _sorted(cls, value: list[int]) -> list[int]:
+        return sorted(set(value))
 
     @field_validator("metric")
     @classmethod
-    def _metric(cls, metric: str, info: ValidationInfo) -> str:
-        ks = info.data.get("ks") or []
-        allowed = [f"{m}@{k}" for m in ("HR", "NDCG", "MRR") for k in ks] + ["MRR"]
-        if metric not in allowed:
-            raise ValueError(f"one of the computed metrics: {', '.join(allowed)}")
-        return metric
+    def _metric(cls, value: str, info: ValidationInfo) -> str:
+        if "ks" not in info.data:
+            return value  # ks itself is invalid and reported
+        allowed = [f"{name}@{k}" for name in ("HR", "NDCG", "MRR") for k in info.data["ks"]] + ["MRR"]
+        by_upper = {name.upper(): name for name in allowed}
+        if value.upper() in by_upper:
+            return by_upper[value.upper()]
+        close = difflib.get_close_matches(value.upper(), by_upper, n=1)
+        hint = f"; did you mean {by_upper[close[0]]!r}?" if close else ""
+        raise _fail(f"value {value!r} is not allowed; expected one of {', '.join(allowed)} (k from eval.ks){hint}")
 
 
-class RunConfig(Section):
-    data: DataConfig = DataConfig()
-    split: SplitConfig = SplitConfig()
-    model: ModelSection = Field(default_factory=lambda: ModelSection.model_validate({}))
-    loss: LossConfig = LossConfig()
-    train: TrainConfig = TrainConfig()
-    eval: EvalConfig = EvalConfig()
+class RunConfig(BaseModel):
+    """A whole run: every section, each with its defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: DataConfig = Field(default_factory=DataConfig, description="where the interactions come from")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="how they are split")
+    model: ModelSection = Field(default_factory=ModelSection, description="the model and its hyper-parameters")
+    loss: LossConfig = Field(default_factory=LossConfig, description="the training loss")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="the training loop")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="full-ranking evaluation")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        # `train:` with every key commented out is null in YAML: read it as "all defaults"
+        return {k: ({} if v is None else v) for k, v in data.items()} if isinstance(data, dict) else data
 
 
-SECTIONS: dict[str, type[Section]] = {"data": DataConfig, "split": SplitConfig, "model": ModelSection,
-                                      "loss": LossConfig, "train": TrainConfig, "eval": EvalConfig}
+SECTIONS: dict[str, type[BaseModel]] = {name: field.annotation for name, field in RunConfig.model_fields.items()}
+
+# ------------------------------------------------------------------------------------------- error messages
+
+# common spellings from other libraries, so that `learning_rate` suggests `lr`
+_ALIASES = {"learning_rate": "lr", "num_epochs": "epochs", "n_epochs": "epochs", "hidden_size": "dim",
+            "hidden_units": "dim", "embedding_dim": "dim", "d_model": "dim", "num_layers": "num_blocks",
+            "n_layers": "num_blocks", "n_heads": "num_heads", "dropout_rate": "dropout", "maxlen": "max_len",
+            "max_seq_len": "max_len", "max_seq_length": "max_len", "stopping_step": "patience", "topk": "ks"}
+_TYPES = {"int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+          "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
+          "bool_parsing": "true or false", "string_type": "a string", "list_type": "a list", "dict_type": "a mapping",
+          "model_type": "a mapping", "model_attributes_type": "a mapping"}
+_BOUNDS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
+_SIGNS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+_UNION_MEMBER = re.compile(r"str|int|float|bool|none|[a-z-]+\[.*\]")
 
 
-# ----------------------------------------------------------------------------------------------- loading
-
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read a YAML config (defaults when None), apply `section.key=value` overrides, validate, expand paths."""
-    tree: dict = {}
-    source = "config"
-    if path is not None:
-        tree, source = _read_yaml(Path(path)), str(path)
-    for text in overrides:
-        _apply_override(tree, text)
-    if overrides:
-        source = f"{source} with --set" if path is not None else "--set"
-    return config_from_dict(tree, source=source)
+def _suggest(key: str, valid: Sequence[str]) -> str | None:
+    """The valid key that `key` probably meant, or None."""
+    candidates = {name: name for name in valid} | {a: name for a, name in _ALIASES.items() if name in valid}
+    close = difflib.get_close_matches(key.lower(), candidates, n=1)
+    return candidates[close[0]] if close else None
 
 
-def _read_yaml(path: Path) -> dict:
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}{where}: invalid YAML ({problem})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
-    if tree is None:
-        return {}
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections ({', '.join(SECTIONS)}), "
-                          f"got {type(tree).__name__}")
-    return tree
+def _owner(root: type[BaseModel], loc: tuple) -> tuple[Any, Any]:
+    """(class holding the last key of `loc`, that key's FieldInfo or None)."""
+    owner: Any = root
+    for part in loc[:-1]:
+        fields = getattr(owner, "model_fields", {})
+        owner = fields[part].annotation if part in fields else None
+    return owner, getattr(owner, "model_fields", {}).get(loc[-1]) if loc else None
 
 
-def _apply_override(tree: dict, text: str) -> None:
-    key, eq, raw = text.partition("=")
-    key = key.strip()
-    if not eq or not key:
-        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. train.lr=1e-3")
-    parts = key.split(".")
-    if len(parts) < 2 or not all(parts):
-        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. train.lr=1e-3")
-    _check_section(parts[0], f"--set {text!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    node = tree
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    node[parts[-1]] = value
+def _problems(error: ValidationError, root: type[BaseModel], prefix: tuple = (),
+              extra_keys: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """(key path, one-line message) for each error raised validating `root` (found at `prefix`)."""
+    out: list[tuple[str, str]] = []
+    type_problem: dict[tuple, int] = {}  # loc -> index in out, to merge the members of a union (str | int)
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        if len(loc) > 2 and isinstance(loc[-1], str) and _UNION_MEMBER.fullmatch(loc[-1]):
+            loc = loc[:-1]
+        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in prefix + loc).lstrip(".")
+        kind, ctx, value = item["type"], item.get("ctx") or {}, item["input"]
+        owner, field = _owner(root, loc)
+        if kind == "seqrec" and "problems" in ctx:
+            out.extend(ctx["problems"])
+        elif kind == "seqrec":
+            key = ctx.get("key", key)
+            out.append((key, f"{key}: {ctx['message']}"))
+        elif kind in _TYPES and loc in type_problem:
+            index = type_problem[loc]
+            out[index] = (key, f"{out[index][1]} or {_TYPES[kind]}")
+        elif kind in _TYPES and not key:
+            out.append((key, f"the configuration must be a mapping of sections ({', '.join(SECTIONS)}), "
+                             f"got {value!r}"))
+        elif kind in _TYPES:
+            type_problem[loc] = len(out)
+            out.append((key, f"{key}: value {value!r} has the wrong type; expected {_TYPES[kind]}"))
+        elif kind == "extra_forbidden":
+            label = "section" if owner is RunConfig else "key"
+            valid = list(extra_keys) + list(getattr(owner, "model_fields", ()))
+            guess = _suggest(str(loc[-1]), valid)
+            hint = f"; did you mean {key.rpartition('.')[0] + '.' * (label == 'key') + guess!r}?" if guess else ";"
+            out.append((key, f"unknown {label} {key!r}{hint} valid {label}s: {', '.join(valid)}"))
+        else:
+            out.append((key, f"{key}: value {value!r} is not allowed; expected {_expected(kind, ctx, field, value)}"))
+    return out
 
 
-def _check_section(name: str, where: str) -> None:
-    if name not in SECTIONS:
-        close = difflib.get_close_matches(name, SECTIONS, n=1, cutoff=0.0)
-        raise ConfigError(f"{where}: unknown section {name!r}; did you mean {close[0]!r}? "
-                          f"sections: {', '.join(SECTIONS)}")
+def _expected(kind: str, ctx: dict, field: Any, value: Any) -> str:
+    if kind in _BOUNDS:
+        # all the field's bounds (`> 0 and < 1`), not only the one broken; list items only have ctx
+        metadata = field.metadata if field is not None else ()
+        bounds = {a: getattr(m, a) for m in metadata for a in _SIGNS if getattr(m, a, None) is not None}
+        bounds = bounds or {_BOUNDS[kind]: ctx[_BOUNDS[kind]]}
+        whole = int in get_args(field.annotation) + (field.annotation,) if field else isinstance(value, int)
+        return f"{'an integer' if whole else 'a number'} " + " and ".join(f"{_SIGNS[a]} {b:g}"
+                                                                          for a, b in bounds.items())
+    if kind == "literal_error":
+        return ctx["expected"]
+    if kind == "too_short":
+        return f"at least {ctx.get('min_length', 1)} item(s)"
+    if kind == "finite_number":
+        return "a finite number"
+    return kind.replace("_", " ")  # kinds this schema does not produce; still one line
 
 
-def config_from_dict(tree: dict, *, source: str = "config") -> RunConfig:
-    """Validate a nested dict into a RunConfig; one ConfigError naming key, value and what is allowed."""
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{source}: expected a mapping of sections, got {type(tree).__name__}")
-    for name, value in tree.items():
-        _check_section(str(name), source)
-        if value is not None and not isinstance(value, dict):
-            raise ConfigError(f"{source}: section {name!r} must be a mapping, got {value!r}")
-    tree = {name: dict(value or {}) for name, value in tree.items()}
-    if "data" in tree and isinstance(tree["data"].get("path"), str):
-        tree["data"]["path"] = _expand(tree["data"]["path"])
+def _error(problems: list[tuple[str, str]], annotate: Callable[[str, str], str] = lambda key, text: text
+           ) -> ConfigError:
+    """One ConfigError for all `problems`: one line for one problem, a list for several."""
+    lines = [annotate(key, message) for key, message in problems]
+    if len(lines) == 1:
+        return ConfigError(lines[0])
+    return ConfigError(f"{len(lines)} problems in the configuration:\n" + "\n".join(f"  - {m}" for m in lines))
+
+
+# ----------------------------------------------------------------------------------------------- public API
+
+def config_from_dict(tree: dict) -> RunConfig:
+    """Validate a nested dict (section -> key -> value, the model section flat) into a RunConfig.
+
+    Raises:
+        ConfigError: naming each problem's key path, value and what is allowed.
+    """
     try:
         return RunConfig.model_validate(tree)
-    except ValidationError as exc:
-        raise _translate(exc, tree, source) from None
+    except ValidationError as error:
+        raise _error(_problems(error, RunConfig)) from None
 
 
-def _expand(path: str) -> str:
-    for name in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", path):
-        if name not in os.environ:
-            raise ConfigError(f"data.path: value {path!r} uses ${name}, which is not set; "
-                              f"expected e.g. `export {name}=../shared/datasets`")
-    return os.path.expanduser(os.path.expandvars(path))
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML config (the defaults when `path` is None), apply `--set` overrides, validate.
+
+    Args:
+        path: the YAML file.
+        overrides: `section.key=value` strings, the value read as YAML (`train.lr=1e-3` is a number,
+            `eval.ks=[1,10]` a list, nothing after `=` null); `data.columns.user=uid` sets a nested key. Setting
+            `model.name` to another model drops the hyper-parameters given for the previous one.
+
+    Raises:
+        ConfigError: a missing or malformed file, a malformed override, or an invalid value; the message names
+            the file and line, or the `--set` that the value came from.
+    """
+    text, tree = _read_yaml(Path(path)) if path is not None else (None, {})
+    origin: dict[str, str] = {}  # key path -> the override that set it, to say where a bad value came from
+    for item in overrides:
+        key = _apply_override(tree, item)
+        origin = {k: v for k, v in origin.items() if not k.startswith(key)} | {key: item}
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as error:
+        problems = _problems(error, RunConfig)
+    lines = _key_lines(text) if text is not None else {}
+
+    def annotate(key: str, message: str) -> str:
+        chain = _prefixes(key)
+        setter = next((origin[k] for k in chain if k in origin), None) or next(
+            (v for k, v in origin.items() if k.startswith(key + ".")), None)
+        if setter is not None:
+            return f"{message} (from --set {setter})"
+        line = next((lines[k] for k in chain if k in lines), None)
+        return message if path is None else f"{path}:{line}: {message}" if line else f"{path}: {message}"
+
+    raise _error(problems, annotate)
 
 
-def _translate(exc: ValidationError, tree: dict, source: str) -> ConfigError:
-    error = exc.errors()[0]
-    loc = [str(p) for p in error["loc"] if p != "params"]
-    if error["type"] == "value_error" and isinstance(error.get("ctx", {}).get("error"), ConfigError):
-        return error["ctx"]["error"]
-    key = ".".join(loc)
-    if error["type"] == "extra_forbidden":
-        section = loc[0] if loc else ""
-        valid = _section_keys(section, tree)
-        words = [*valid, *(alias for alias, target in _ALIASES.items() if target in valid)]
-        guess = next(iter(difflib.get_close_matches(loc[-1].lower(), words, 1, 0.0)), None)
-        close = _ALIASES.get(guess, guess)
-        hint = f"; did you mean '{section}.{close}'?" if close in valid else ""
-        return ConfigError(f"{source}: unknown key {key!r}{hint} valid keys: {', '.join(valid)}")
-    value = error.get("input")
-    shown = f" value {value!r}" if not isinstance(value, dict) else ""
-    return ConfigError(f"{source}: {key or 'config'}:{shown} is not allowed; expected {_expected(error)}")
+def _prefixes(key: str) -> list[str]:
+    """`eval.ks[2]` -> ['eval.ks[2]', 'eval.ks', 'eval']: where to look for a key's line or override."""
+    parts = re.sub(r"\[\d+\]", "", key).split(".")
+    return list(dict.fromkeys([key] + [".".join(parts[:n]) for n in range(len(parts), 0, -1)]))
 
 
-_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
-# names other libraries use for our keys, so a misspelt or foreign key still gets the right suggestion
-_ALIASES = {"learning_rate": "lr", "n_layers": "num_blocks", "num_layers": "num_blocks", "n_blocks": "num_blocks",
-            "hidden_size": "dim", "embedding_size": "dim", "hidden_units": "dim", "n_heads": "num_heads",
-            "max_seq_length": "max_len", "maxlen": "max_len", "dropout_prob": "dropout", "epoch": "epochs",
-            "train_batch_size": "batch_size", "stopping_step": "patience", "topk": "ks"}
+def _read_yaml(path: Path) -> tuple[str, dict]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {path} cannot be read: {error}") from None
+    try:
+        tree = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass, builds no objects
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if tree is not None and not isinstance(tree, dict):
+        raise ConfigError(f"{path}:1: the top level must be a mapping of sections ({', '.join(SECTIONS)}), "
+                          f"got a {type(tree).__name__}")
+    return text, tree or {}  # an empty file: all defaults
 
 
-def _expected(error: dict) -> str:
-    kind, ctx = error["type"], error.get("ctx", {})
-    for name, sign in _BOUNDS.items():
-        if kind == name:
-            limit = next(iter(ctx.values()))
-            return f"a number {sign} {limit}"
-    message = error["msg"].removeprefix("Value error, ")
-    text = message[0].lower() + message[1:] if message else message
-    return text.replace("input should be", "").strip()
+def _key_lines(text: str) -> dict[str, int]:
+    """`section.key` (any depth) -> 1-based line of that key in the YAML `text`."""
+    lines: dict[str, int] = {}
+    stack = [("", yaml.compose(text, Loader=_Loader))]
+    while stack:
+        prefix, node = stack.pop()
+        for key_node, value_node in node.value if isinstance(node, yaml.MappingNode) else ():
+            lines.setdefault(prefix + str(key_node.value), key_node.start_mark.line + 1)
+            stack.append((f"{prefix}{key_node.value}.", value_node))
+    return lines
 
 
-def _section_keys(section: str, tree: dict) -> list[str]:
-    if section == "model":
-        name = str(tree.get("model", {}).get("name", "sasrec"))
-        return ["name", *get_model_class(name).config_class.model_fields]
-    cls = SECTIONS.get(section)
-    return list(cls.model_fields) if cls is not None else list(SECTIONS)
+def _apply_override(tree: dict, item: str) -> str:
+    """Set `section.key=value` in `tree`; returns the key path."""
+    key, eq, raw = item.partition("=")
+    parts = key.strip().split(".")
+    if not eq or len(parts) < 2 or not all(parts):
+        raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. train.lr=1e-3")
+    if parts[0] not in SECTIONS:
+        guess = _suggest(parts[0], list(SECTIONS))
+        hint = f"; did you mean {guess!r}?" if guess else ";"
+        raise ConfigError(f"--set {item!r}: unknown section {parts[0]!r}{hint} valid sections: {', '.join(SECTIONS)}")
+    try:
+        value = yaml.load(raw, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError:
+        value = raw  # e.g. `data.separator=,` is not YAML on its own; it is meant as text
+    node = tree
+    for depth, part in enumerate(parts[:-1]):
+        if node.get(part) is None:
+            node[part] = {}
+        elif not isinstance(node[part], dict):
+            raise ConfigError(f"--set {item!r}: {'.'.join(parts[:depth + 1])} is {node[part]!r}, not a mapping")
+        node = node[part]
+    if parts == ["model", "name"] and node.get("name", "sasrec") != value:
+        node.clear()  # another model: its own defaults, not the previous model's keys
+    node[parts[-1]] = value
+    return ".".join(parts)
 
-
-# ----------------------------------------------------------------------------------------------- output
 
 def config_to_dict(config: RunConfig) -> dict:
-    """Plain YAML-safe nested dict; `config_from_dict(config_to_dict(c)) == c`."""
-    tree = {name: getattr(config, name).model_dump(mode="json") for name in SECTIONS if name != "model"}
-    tree["model"] = config.model.to_dict()
-    return {name: tree[name] for name in SECTIONS}
+    """Plain YAML-safe nested dict (the model section flat); `config_from_dict(config_to_dict(c)) == c`."""
+    return config.model_dump(mode="json")
 
 
 def dump_config(config: RunConfig, path: str | Path) -> None:
-    """Write the config as YAML, atomically."""
-    from seqrec.train.runlog import write_text
-
-    write_text(Path(path), yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    """Write `config` as YAML to `path` atomically (a temporary file beside it, then `os.replace`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(config_to_dict(config), handle, sort_keys=False, allow_unicode=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def config_hash(config: RunConfig) -> str:
-    """Short stable digest of the resolved config."""
-    canonical = json.dumps(config_to_dict(config), sort_keys=True)
-    return hashlib.blake2b(canonical.encode(), digest_size=8).hexdigest()
+    """12 hex digits of SHA-256 over the canonical (sorted-key JSON) dict: equal configs, equal hashes."""
+    canonical_json = json.dumps(config_to_dict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical_json.encode("utf-8")).hexdigest()[:12]
 
 
 def describe_keys() -> dict[str, str]:
-    """`section.key` -> description, for help texts."""
-    out = {}
-    for name, cls in SECTIONS.items():
-        if name == "model":
-            out["model.name"] = "registered model name; the model's own hyper-parameters sit beside it"
-            continue
-        for key, field in cls.model_fields.items():
-            out[f"{name}.{key}"] = field.description or ""
+    """`section.key` -> its description, for help texts.
+
+    Model hyper-parameters are listed for every registered model; one that only some models have ends with
+    their names, e.g. `[sasrec]`.
+    """
+    out = {f"{section}.{key}": field.description or "" for section, cls in SECTIONS.items() if section != "model"
+           for key, field in cls.model_fields.items()}
+    out["model.name"] = ModelSection.model_fields["name"].description or ""
+    owners: dict[str, list[str]] = {}
+    for name in sorted(MODELS):
+        config_class = MODELS[name].config_class
+        comments = _trailing_comments(config_class)
+        for key, field in config_class.model_fields.items():
+            owners.setdefault(key, []).append(name)
+            out.setdefault(f"model.{key}", field.description or comments.get(key)
+                           or str(field.annotation).replace("typing.", ""))
+    for key, names in owners.items():
+        if len(names) < len(MODELS):
+            out[f"model.{key}"] += f" [{', '.join(names)}]"
     return out
+
+
+def _trailing_comments(cls: type) -> dict[str, str]:
+    """Field name -> its trailing `# comment` in the source of `cls` and its bases (how model configs document)."""
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue  # built-in or source-less classes document nothing
+        comments.update(re.findall(r"^[ \t]+(\w+)[ \t]*:[^#\n]*#[ \t]*(.+?)[ \t]*$", source, re.MULTILINE))
+    return comments
