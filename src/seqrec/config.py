@@ -18,7 +18,6 @@ import inspect
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -476,17 +475,12 @@ def config_to_dict(config: RunConfig) -> dict:
 
 
 def dump_config(config: RunConfig, path: str | Path) -> None:
-    """Write `config` as YAML to `path` atomically (a temporary file beside it, then `os.replace`)."""
+    """Write `config` as YAML to `path` atomically (temporary file, fsync, rename; normal file permissions)."""
+    from seqrec.train.runlog import write_text  # lazy: runlog imports matplotlib lazily, torch eagerly
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            yaml.safe_dump(config_to_dict(config), handle, sort_keys=False, allow_unicode=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True))
 
 
 def config_hash(config: RunConfig) -> str:

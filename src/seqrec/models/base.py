@@ -51,6 +51,7 @@ class SequentialRecommender(nn.Module):
     name: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]]
     trainable: ClassVar[bool] = True
+    objective: ClassVar[str] = "causal"   # how training batches are built (seqrec.train.objectives)
 
     def __init__(self, config: ModelConfig, num_items: int) -> None:
         super().__init__()

@@ -3,9 +3,14 @@
 Causal self-attention over the item history with learned absolute positions; the item table is shared between
 input and output, and the next item is predicted at every position.
 
+Positions: the paper's code left-pads every row and numbers the columns, so the most recent item always has
+the last position (positions count back from the end of the window). `positions="from_end"` (default) keeps
+that meaning without depending on the padding: position = number of real items after this one in the row,
+so left- and right-aligned rows give the same states. It tells each position how many items follow it in the
+training window (never which items), as the original does. `positions="from_start"` counts from the first
+real item instead.
+
 Deviations from the paper:
-- positions count from the first real item of the window (0, 1, 2, ...), not from the padded column, so
-  left- and right-aligned padding give the same states;
 - the feed-forward layer is Linear (same function as the paper's Conv1d with kernel 1), GELU by default;
 - the default loss is full softmax cross-entropy (Klenitskiy & Vasilev, RecSys 2023, "SASRec+"); the paper's
   binary cross-entropy with one uniform negative is `loss.name=bce`. The loss lives in `seqrec.train`.
@@ -33,6 +38,8 @@ class SASRecConfig(ModelConfig):
     norm_first: bool = True                 # pre-LN blocks (True) or post-LN as in the original Transformer
     activation: Literal["gelu", "relu"] = "gelu"
     ffn_multiplier: int = Field(1, ge=1)    # feed-forward hidden size = dim * ffn_multiplier (paper: 1)
+    positions: Literal["from_end", "from_start"] = "from_end"  # see the module docstring
+    init_std: float | None = Field(0.02, gt=0)  # std of the normal initialisation; None: Xavier uniform
 
 
 class SASRec(SequentialRecommender):
@@ -53,12 +60,16 @@ class SASRec(SequentialRecommender):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Normal(0, init_std) weights, zero biases (BERT/GPT-2 style); `init_std=None` uses Xavier uniform."""
+        std = self.config.init_std
         for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                if std is None:
+                    nn.init.xavier_uniform_(module.weight)
+                else:
+                    nn.init.normal_(module.weight, 0.0, std)
             if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
-        nn.init.xavier_uniform_(self.positions.weight)
-        nn.init.xavier_uniform_(self.items.weight)
         with torch.no_grad():
             self.items.weight[0].zero_()
 
@@ -67,7 +78,10 @@ class SASRec(SequentialRecommender):
         if items.shape[1] > self.config.max_len:
             raise ValueError(f"sequence length {items.shape[1]} exceeds max_len={self.config.max_len}")
         valid = items != 0                                                            # [B, L]
-        positions = (valid.cumsum(dim=1) - 1).clamp(min=0)                            # [B, L] from the first real item
+        before = valid.cumsum(dim=1)                                                  # [B, L] real items up to t
+        from_end = self.config.positions == "from_end"
+        positions = before[:, -1:] - before if from_end else before - 1               # items after / before t
+        positions = positions.clamp(min=0, max=self.config.max_len - 1)               # [B, L]
         x = self.items(items) * self.config.dim ** 0.5 + self.positions(positions)   # [B, L, D]
         keep = valid.unsqueeze(-1).to(x.dtype)                                        # [B, L, 1]
         x = self.dropout(x) * keep

@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqrec.data.batches import CausalBatch, causal_windows
 from seqrec.data.splits import Split
 from seqrec.errors import ConfigError
 from seqrec.evaluate import evaluate
 from seqrec.models.base import SequentialRecommender
 from seqrec.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from seqrec.train.losses import LossSpec, compute_loss
+from seqrec.train.objectives import make_batch
 from seqrec.train.runlog import EpochLog, Progress, plot_curves, write_json
 
 log = logging.getLogger(__name__)
@@ -193,9 +193,8 @@ class Trainer:
         return total / max(count, 1), count, progress.seconds
 
     def _step(self, rows: np.ndarray) -> float:
-        inputs, targets = causal_windows(self.split.data.items, self.starts[rows], self.ends[rows],
-                                         self.model.max_len, align=self.train_cfg.align)
-        batch = CausalBatch(torch.from_numpy(inputs), torch.from_numpy(targets)).to(self.device)
+        batch = make_batch(self.model, self.split.data.items, self.starts[rows], self.ends[rows],
+                           align=self.train_cfg.align, rng=self.rng).to(self.device)
         states = self.model(batch)                                                  # [B, L, D]
         scored = batch.targets != 0                                                 # [B, L]
         loss = compute_loss(self.loss_spec, states[scored], batch.targets[scored], self.model.item_embeddings(),
