@@ -25,7 +25,8 @@ from seqrec.models.pop import PopConfig
 from seqrec.models.sasrec import SASRecConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SHIPPED = ("demo_sasrec.yaml", "ml1m_pop.yaml", "ml1m_sasrec.yaml")
+SHIPPED = ("demo_sasrec.yaml", "ml1m_pop.yaml", "ml1m_sasrec.yaml", "ml1m_gru4rec.yaml", "ml1m_bert4rec.yaml",
+           "ml1m_nextitnet.yaml")
 
 
 def _error(path=None, overrides=()) -> str:
@@ -191,7 +192,8 @@ def test_model_section_from_python():
     ("train.device=gpu", "train.device: value 'gpu' is not allowed; expected 'cpu', 'cuda', 'cuda:N' or 'auto'"),
     ("data.columns.usr=1", "data.columns.usr: unknown column 'usr'; expected one of user, item, time"),
     ("split.protocol=temporal", "split.protocol: the temporal protocol needs split.valid_fraction and"),
-    ("model.name=sasrek", "model.name: unknown model 'sasrek'; did you mean 'sasrec'? known: pop, sasrec"),
+    ("model.name=sasrek", "model.name: unknown model 'sasrek'; did you mean 'sasrec'? known: bert4rec, gru4rec, "
+                          "nextitnet, pop, sasrec"),
     ("model.dim=-1", "model.dim: value -1 is not allowed; expected an integer >= 1"),
     ("model.dropout=1", "model.dropout: value 1 is not allowed; expected a number >= 0 and < 1"),
     ("model.hidden_size=3", "unknown key 'model.hidden_size'; did you mean 'model.dim'? valid keys: name, "),
@@ -325,5 +327,5 @@ def test_describe_keys_documents_every_field():
     assert {f"model.{key}" for key in SASRecConfig.model_fields} | {"model.name"} <= set(keys)
     assert all(text.strip() for text in keys.values())
     assert keys["train.lr"] == "learning rate"
-    assert keys["model.dim"].startswith("D, item embedding") and keys["model.dim"].endswith("[sasrec]")
+    assert keys["model.dim"].startswith("D, item embedding") and keys["model.dim"].endswith("nextitnet, sasrec]")
     assert "[" not in keys["model.similarity"]  # every model has it

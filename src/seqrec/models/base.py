@@ -45,6 +45,21 @@ def last_positions(items: Tensor) -> Tensor:
     return (ramp.argmax(dim=1)).clamp(min=0)
 
 
+def align_right(items: Tensor) -> tuple[Tensor, Tensor]:
+    """Move each row's real items to the end, keeping their order: (aligned [B, L], order [B, L]).
+
+    `aligned = items.gather(1, order)`; one stable sort, no loop over rows.
+    """
+    order = torch.argsort((items != 0).to(torch.int8), dim=1, stable=True)    # padding first, then real items
+    return items.gather(1, order), order
+
+
+def align_left(items: Tensor) -> tuple[Tensor, Tensor]:
+    """Move each row's real items to the start, keeping their order: (aligned [B, L], order [B, L])."""
+    order = torch.argsort((items == 0).to(torch.int8), dim=1, stable=True)    # real items first, then padding
+    return items.gather(1, order), order
+
+
 class SequentialRecommender(nn.Module):
     """Base class: see the module docstring for the contract."""
 
@@ -52,6 +67,7 @@ class SequentialRecommender(nn.Module):
     config_class: ClassVar[type[ModelConfig]]
     trainable: ClassVar[bool] = True
     objective: ClassVar[str] = "causal"   # how training batches are built (seqrec.train.objectives)
+    causal: ClassVar[bool] = True         # the state at position t depends on items up to t only
 
     def __init__(self, config: ModelConfig, num_items: int) -> None:
         super().__init__()

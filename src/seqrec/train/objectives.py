@@ -4,9 +4,13 @@ The trainer only knows `make_batch(model, ...)`; the model's class attribute `ob
 
 - `"causal"` (SASRec, GRU4Rec, NextItNet, HSTU): the last `max_len + 1` items of each prefix; inputs are
   items 0..L-1, targets the next item at every position (`causal_windows`).
+- `"masked"` (BERT4Rec): the last `max_len` items of each prefix; each real item is replaced by the model's
+  `mask_id` with probability `config.mask_prob` (at least one per row), and the targets are the original
+  items at the masked positions only. With probability `config.last_item_prob` a row instead has only its
+  last item masked (the task the model is evaluated on).
 
 Every recipe returns a batch with `items` [B, L] and `targets` [B, L] (0 = no loss at that position), so the
-loss code is the same for all of them.
+loss code is the same for all of them. Random draws come from the trainer's seeded generator (resumable).
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import numpy as np
 import torch
 
 from seqrec.data.batches import CausalBatch, causal_windows
+from seqrec.data.sequences import gather_windows
 
-OBJECTIVES = ("causal",)
+OBJECTIVES = ("causal", "masked")
 
 
 def make_batch(model, items: np.ndarray, starts: np.ndarray, ends: np.ndarray, *, align: str = "right",
@@ -26,5 +31,31 @@ def make_batch(model, items: np.ndarray, starts: np.ndarray, ends: np.ndarray, *
     if objective == "causal":
         inputs, targets = causal_windows(items, starts, ends, model.max_len, align=align)
         return CausalBatch(torch.from_numpy(inputs), torch.from_numpy(targets))
+    if objective == "masked":
+        window = gather_windows(items, starts, ends, model.max_len, align=align).astype(np.int64)  # [B, L]
+        inputs, targets = mask_items(window, model.mask_id, model.config.mask_prob,
+                                     getattr(model.config, "last_item_prob", 0.0),
+                                     rng if rng is not None else np.random.default_rng())
+        return CausalBatch(torch.from_numpy(inputs), torch.from_numpy(targets))
     raise ValueError(f"unknown training objective {objective!r} of model {model.name!r}; known: "
                      f"{', '.join(OBJECTIVES)}")
+
+
+def mask_items(window: np.ndarray, mask_id: int, mask_prob: float, last_item_prob: float,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Masked-item inputs and targets [B, L] from 0-padded item rows `window` [B, L] (vectorised)."""
+    valid = window != 0                                                          # [B, L]
+    rows = np.arange(window.shape[0])
+    length = window.shape[1]
+    last = length - 1 - np.argmax(valid[:, ::-1], axis=1)                        # [B] last real column
+    has_items = valid.any(axis=1)                                                # [B]
+    masked = (rng.random(window.shape) < mask_prob) & valid                      # [B, L]
+    if last_item_prob > 0:
+        only_last = (rng.random(window.shape[0]) < last_item_prob) & has_items   # [B]
+        masked[only_last] = False
+        masked[rows[only_last], last[only_last]] = True
+    empty = has_items & ~masked.any(axis=1)                                      # rows that drew no mask
+    masked[rows[empty], last[empty]] = True
+    targets = np.where(masked, window, 0)
+    inputs = np.where(masked, mask_id, window)
+    return inputs, targets

@@ -1,0 +1,80 @@
+"""GRU4Rec: a recurrent network over the item history (Hidasi et al., ICLR 2016; Hidasi & Karatzoglou, CIKM 2018).
+
+Item embeddings (dropout) feed a stacked GRU; a linear layer maps its hidden state back to the embedding size
+so that the item table is shared between input and output, and the next item is predicted at every position
+(the "GRU4Rec with full cross-entropy" of Klenitskiy & Vasilev, RecSys 2023, by default).
+
+Padding: a recurrent network read left to right would carry the leading padding of a right-aligned row into
+its state. The rows are therefore re-aligned to the left (one stable sort) before the GRU: the padding then
+comes after the real items, and a causal recurrence never reads it. The states are put back in the input's
+order afterwards, so any alignment gives the same states. The GRU runs only over the longest real row.
+
+Deviations from the original: session-parallel mini-batches and its sampling tricks are replaced by seqrec's
+windows of user histories and the shared loss module (`loss.name=bpr`/`bce`/`sampled` are available there).
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from seqrec.data.batches import CausalBatch
+from seqrec.models.base import ModelConfig, SequentialRecommender, align_left
+from seqrec.models.layers.attention import Dropout
+
+
+class GRU4RecConfig(ModelConfig):
+    dim: int = Field(64, ge=1)                 # D, item embedding size (input and output)
+    hidden_size: int = Field(128, ge=1)        # GRU hidden size
+    num_layers: int = Field(1, ge=1)           # stacked GRU layers
+    dropout: float = Field(0.1, ge=0, lt=1)    # on the input embeddings and on the GRU output
+    layer_dropout: float = Field(0.0, ge=0, lt=1)  # between stacked GRU layers
+    max_len: int = Field(200, ge=1)            # L, longest history read
+
+
+class GRU4Rec(SequentialRecommender):
+    name = "gru4rec"
+    config_class = GRU4RecConfig
+
+    def __init__(self, config: GRU4RecConfig, num_items: int) -> None:
+        super().__init__(config, num_items)
+        self.items = nn.Embedding(num_items + 1, config.dim, padding_idx=0)
+        self.dropout = Dropout(config.dropout)
+        self.gru = nn.GRU(config.dim, config.hidden_size, num_layers=config.num_layers, batch_first=True,
+                          dropout=config.layer_dropout if config.num_layers > 1 else 0.0)
+        self.output = nn.Linear(config.hidden_size, config.dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.items.weight)
+        for name, weight in self.gru.named_parameters():
+            if name.startswith("weight_hh"):
+                for gate in weight.chunk(3, dim=0):                           # r, z, n recurrent weights
+                    nn.init.orthogonal_(gate)
+            elif name.startswith("weight_ih"):
+                nn.init.xavier_uniform_(weight)
+            else:
+                nn.init.zeros_(weight)
+        nn.init.xavier_uniform_(self.output.weight)
+        nn.init.zeros_(self.output.bias)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
+
+    def forward(self, batch: CausalBatch) -> Tensor:
+        items = batch.items                                                          # [B, L]
+        if items.shape[1] > self.config.max_len:
+            raise ValueError(f"sequence length {items.shape[1]} exceeds max_len={self.config.max_len}")
+        left, order = align_left(items)                                              # real items first
+        width = max(int((left != 0).sum(dim=1).max()), 1) if left.numel() else 1
+        x = self.dropout(self.items(left[:, :width]))                                # [B, W, D]
+        hidden, _ = self.gru(x)                                                      # [B, W, H]
+        states = self.output(self.dropout(hidden))                                   # [B, W, D]
+        out = states.new_zeros(items.shape[0], items.shape[1], states.shape[2])      # [B, L, D]
+        out[:, :width] = states
+        # undo the re-alignment: the state of left[:, j] belongs at column order[:, j] of the input
+        restored = torch.zeros_like(out).scatter_(1, order.unsqueeze(-1).expand_as(out), out)
+        return restored * (items != 0).unsqueeze(-1).to(restored.dtype)               # [B, L, D]
+
+    def item_embeddings(self) -> Tensor:
+        return self.items.weight                                                     # [N + 1, D]
