@@ -74,6 +74,17 @@ def test_help_explains_every_option(capsys):
         assert option in out
 
 
+def test_train_keys_lists_every_models_hyper_parameters(capsys):
+    from seqrec.models import MODELS
+
+    code, out, _ = _run(capsys, "train", "--keys")
+    assert code == 0
+    keys = {line.split()[0] for line in out.splitlines()}
+    assert {"train.lr", "loss.name", "eval.ks", "model.mask_prob", "model.dilations", "model.hidden_size"} <= keys
+    for cls in MODELS.values():
+        assert {f"model.{key}" for key in cls.config_class.model_fields} <= keys
+
+
 def test_data_list(capsys):
     code, out, _ = _run(capsys, "data", "list", "--json")
     names = {d["name"] for d in json.loads(out)}

@@ -133,10 +133,19 @@ def data_download(name, dest, mirror, checksum, force, no_progress) -> None:
                    "runs/<time>-<model>-<config hash>.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no per-epoch lines.")
-def train(config_path, overrides, out, resume, quiet) -> None:
+@click.option("--keys", "list_keys", is_flag=True,
+              help="List every config key (all models' hyper-parameters included) with its meaning, and exit.")
+def train(config_path, overrides, out, resume, quiet, list_keys) -> None:
     """Train a model and report full-ranking validation and test metrics of its best epoch."""
     from seqrec import api
-    from seqrec.config import load_config
+    from seqrec.config import describe_keys, load_config
+
+    if list_keys:
+        keys = describe_keys()
+        width = max(map(len, keys))
+        for key, text in keys.items():
+            click.echo(f"{key:<{width}}  {text}")
+        return
 
     if resume and out is None:
         raise click.UsageError("--resume needs --out RUN_DIR (the run to continue)")

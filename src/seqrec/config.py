@@ -498,17 +498,19 @@ def describe_keys() -> dict[str, str]:
     out = {f"{section}.{key}": field.description or "" for section, cls in SECTIONS.items() if section != "model"
            for key, field in cls.model_fields.items()}
     out["model.name"] = ModelSection.model_fields["name"].description or ""
-    owners: dict[str, list[str]] = {}
+    texts: dict[str, dict[str, list[str]]] = {}   # key -> description -> models saying it
     for name in sorted(MODELS):
         config_class = MODELS[name].config_class
         comments = _trailing_comments(config_class)
         for key, field in config_class.model_fields.items():
-            owners.setdefault(key, []).append(name)
-            out.setdefault(f"model.{key}", field.description or comments.get(key)
-                           or str(field.annotation).replace("typing.", ""))
-    for key, names in owners.items():
-        if len(names) < len(MODELS):
-            out[f"model.{key}"] += f" [{', '.join(names)}]"
+            text = field.description or comments.get(key) or str(field.annotation).replace("typing.", "")
+            texts.setdefault(key, {}).setdefault(text, []).append(name)
+    for key, by_text in texts.items():
+        owners = [name for names in by_text.values() for name in names]
+        if len(by_text) == 1 and len(owners) == len(MODELS):
+            out[f"model.{key}"] = next(iter(by_text))                      # every model, one meaning
+        else:                                                              # say which model means what
+            out[f"model.{key}"] = "; ".join(f"{text} [{', '.join(names)}]" for text, names in by_text.items())
     return out
 
 
