@@ -11,7 +11,7 @@ from seqrec.data.batches import CausalBatch
 from seqrec.errors import ConfigError
 from seqrec.models import MODELS, build_model, get_model_class
 from seqrec.train.checkpoint import load_checkpoint, save_checkpoint
-from seqrec.train.losses import full_softmax_ce
+from seqrec.train.losses import LossSpec, compute_loss, full_softmax_ce
 from seqrec.train.objectives import make_batch
 
 N = 40
@@ -172,3 +172,35 @@ def test_trains_on_demo_data_to_beat_pop(name, demo_split, demo_pop):
                            "seed": 7, "epochs": 8})
     pop = demo_pop.results["test"]["NDCG@10"]
     assert run.results["test"]["NDCG@10"] > 2 * pop, (run.results["test"], pop)
+
+
+LOSSES = [LossSpec("ce"), LossSpec("bce", num_negatives=4), LossSpec("bpr"),
+          LossSpec("sampled_softmax", num_negatives=8, negatives="uniform"),
+          LossSpec("sampled_softmax", negatives="in_batch")]
+
+
+@pytest.mark.parametrize("spec", LOSSES, ids=lambda s: f"{s.name}-{s.negatives}" if s.name == "sampled_softmax"
+                         else s.name)
+@pytest.mark.parametrize("name", [n for n in NAMES if MODELS[n].trainable])
+def test_every_model_trains_with_every_loss(name, spec):
+    model = make(name).train()
+    rng = np.random.default_rng(0)
+    items = rng.integers(1, N + 1, size=60)
+    starts = np.array([0, 10, 25, 40])
+    batch = make_batch(model, items, starts, np.array([10, 25, 40, 60]), rng=rng)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    log_popularity = torch.full((N + 1,), -np.log(N))
+    losses = []
+    for _ in range(6):
+        states = model(batch)
+        scored = batch.targets != 0
+        loss = compute_loss(spec, states[scored], batch.targets[scored], model.item_embeddings(), model.similarity,
+                            log_popularity=log_popularity, generator=generator)
+        optimizer.zero_grad()
+        loss.backward()
+        assert torch.isfinite(loss)
+        assert model.item_embeddings().requires_grad
+        optimizer.step()
+        losses.append(loss.item())
+    assert min(losses[3:]) < losses[0], losses                                   # it learns the batch
