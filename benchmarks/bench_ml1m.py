@@ -41,6 +41,8 @@ def main() -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", default=None, help="run directory (default: a new one under runs/)")
     parser.add_argument("--result", default=None, help="results JSON (default: results/ml1m_<model>.json)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                        "(epoch times and the elapsed clock in its log carry over)")
     parser.add_argument("--table", action="store_true", help="print the markdown table of all results and exit")
     args = parser.parse_args()
     if args.table:
@@ -56,10 +58,11 @@ def main() -> int:
     config = load_config(args.config, [*args.overrides, "train.progress=false"])
     out = Path(args.out) if args.out else api.default_run_dir(config, HERE.parent / "runs")
     started = time.perf_counter()
-    run = api.train(config=config, out=out)
+    run = api.train(config=config, out=out, resume=args.resume)
     wall = time.perf_counter() - started
 
-    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    log_file = out / "log.jsonl"                                     # absent for models that are not trained
+    records = [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.exists() else []
     reached = next((r["elapsed"] for r in records if r.get("valid", {}).get("NDCG@10", 0) >= 0.17), None)
     best = run.results.get("best_epoch")
     to_best = next((r["elapsed"] for r in records if r.get("epoch") == best), None)
