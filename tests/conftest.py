@@ -50,3 +50,28 @@ def _private_seqrec_folders(tmp_path_factory, monkeypatch):
     base = tmp_path_factory.mktemp("seqrec-home")
     monkeypatch.setenv("SEQREC_CACHE", str(base / "prepared"))
     monkeypatch.setenv("SEQREC_DATASETS", str(base / "datasets"))
+
+
+DEMO_RUN_MODEL = {"name": "sasrec", "dim": 16, "num_blocks": 1, "max_len": 20, "dropout": 0.1}
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(run directory, its prepared-data cache) of a small SASRec trained for 2 epochs on the demo data.
+
+    Shared by the recommend and serve tests; the run reloads its data from that cache."""
+    from seqrec import api
+
+    root = tmp_path_factory.mktemp("demo-run")
+    cache = root / "cache"
+    old = os.environ.get("SEQREC_CACHE")
+    os.environ["SEQREC_CACHE"] = str(cache)
+    try:
+        api.train("demo", model=DEMO_RUN_MODEL, train={"epochs": 2, "progress": False, "seed": 3, "lr": 3e-3},
+                  out=root / "run")
+    finally:
+        if old is None:
+            os.environ.pop("SEQREC_CACHE", None)
+        else:
+            os.environ["SEQREC_CACHE"] = old
+    return root / "run", cache

@@ -14,6 +14,7 @@ from seqrec.data.prepare import PrepareOptions
 from seqrec.data.sequences import SequenceData
 from seqrec.data.splits import Split, Targets, leave_one_out, temporal
 from seqrec.errors import ConfigError, DataError, SeqrecError
+from seqrec.recommend import Recommender, RecommendError
 
 __version__ = "0.1.0"
 
@@ -22,6 +23,8 @@ __all__ = [
     "DataError",
     "Interactions",
     "PrepareOptions",
+    "RecommendError",
+    "Recommender",
     "Run",
     "RunConfig",
     "SequenceData",

@@ -20,7 +20,7 @@ import torch
 
 from seqrec.config import RunConfig, config_from_dict, config_hash, config_to_dict, dump_config, load_config
 from seqrec.data.pipeline import load
-from seqrec.data.sequences import SequenceData, gather_windows
+from seqrec.data.sequences import SequenceData
 from seqrec.data.splits import Split, leave_one_out, temporal
 from seqrec.errors import ConfigError
 from seqrec.models import SequentialRecommender, build_model
@@ -94,30 +94,18 @@ class Run:
 
     def recommend(self, user=None, *, history=None, k: int = 10, exclude_history: bool = True) -> list[tuple]:
         """Top-k `(raw item id, score)` for a known user (raw id; their whole log is the history) or for
-        a raw item `history` (oldest first)."""
-        data = self.split.data
-        if (user is None) == (history is None):
-            raise ConfigError("give exactly one of user= or history=")
-        if user is not None:
-            dense = int(data.users.encode([user])[0])
-            seen = data.items[data.offsets[dense]:data.offsets[dense + 1]].astype(np.int64)
-        else:
-            seen = data.item_vocab.encode(list(history)).astype(np.int64)
-        if k < 1:
-            raise ConfigError(f"k must be >= 1, got {k}")
-        window = gather_windows(seen, np.array([0]), np.array([seen.size]), self.model.max_len)  # [1, L]
-        self.model.eval()
-        with torch.inference_mode():
-            device = next(iter(self.model.buffers()), next(self.model.parameters(), None)).device
-            states = self.model.predict(torch.from_numpy(window.astype(np.int64)).to(device))  # [1, D]
-            scores = self.model.score(states)[0].float().cpu()                                  # [N + 1]
-            scores[0] = -torch.inf
-            if exclude_history and seen.size:
-                scores[torch.from_numpy(seen)] = -torch.inf
-            k = min(k, int(torch.isfinite(scores).sum()))
-            top = torch.topk(scores, k)
-        raw = data.item_vocab.decode(top.indices.numpy())
-        return [(r.item() if hasattr(r, "item") else r, float(s)) for r, s in zip(raw, top.values.tolist())]
+        a raw item `history` (oldest first). See `seqrec.recommend.Recommender` for allow/deny lists and
+        batches; unknown ids raise `DataError`."""
+        return self.recommender().recommend(user, history=history, k=k, exclude_seen=exclude_history).items
+
+    def recommender(self):
+        """A `seqrec.recommend.Recommender` over this run's model and data."""
+        from seqrec.recommend import Recommender
+
+        info_path = self.run_dir / "data.json" if self.run_dir is not None else None
+        info = json.loads(info_path.read_text()) if info_path is not None and info_path.exists() else {}
+        return Recommender(self.model, self.split.data, config=self.config, run_dir=self.run_dir,
+                           results=self.results, info=info)
 
     @classmethod
     def load(cls, run_dir: str | Path, *, checkpoint: str = "best.pt") -> Run:

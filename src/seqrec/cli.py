@@ -184,6 +184,108 @@ def evaluate(run_dir, split_name, as_json) -> None:
 
 
 @cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--user", default=None, help="A known user's raw id; their whole log is the history.")
+@click.option("--items", default=None, metavar="ID,ID,...", help="A raw item history, oldest first.")
+@click.option("--users-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Recommend for many users: a text file with one user id per line, or a CSV/Parquet file with "
+                   "a 'user' column. Written as CSV (or Parquet, by --output's extension).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="With --users-file: write the table here (.csv or .parquet) instead of printing CSV.")
+@click.option("-k", "--k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Items to return.")
+@click.option("--exclude-seen/--include-seen", default=True, show_default=True,
+              help="Never recommend items already in the history.")
+@click.option("--ignore-unknown", is_flag=True, help="Drop unknown item ids of --items instead of failing.")
+@click.option("--titles", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Item metadata to show titles: MovieLens movies.dat (id::title::genres) or a CSV/TSV whose "
+                   "first column is the item id, with a 'title' column (else the second column).")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+def recommend(run_dir, user, items, users_file, output, k, exclude_seen, ignore_unknown, titles, as_json) -> None:
+    """Top-k items for a user (--user), a raw item history (--items) or many users (--users-file)."""
+    from seqrec.recommend import Recommender, read_titles
+
+    given = [name for name, value in (("--user", user), ("--items", items), ("--users-file", users_file))
+             if value is not None]
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --user, --items or --users-file")
+    if output is not None and users_file is None:
+        raise click.UsageError("--output goes with --users-file")
+    rec = Recommender.load(run_dir)
+    names = read_titles(titles) if titles else None
+    if users_file is not None:
+        _recommend_users_file(rec, users_file, output, k, exclude_seen, names)
+        return
+    history = [part.strip() for part in items.split(",") if part.strip()] if items is not None else None
+    answer = rec.recommend(user, history=history, k=k, exclude_seen=exclude_seen, ignore_unknown=ignore_unknown)
+    rows = [{"rank": rank, "item": item, "score": score, **({"title": names.get(str(item))} if names else {})}
+            for rank, (item, score) in enumerate(answer.items, 1)]
+    if as_json:
+        click.echo(json.dumps({**answer.to_dict(), "items": rows}, indent=1, default=str))
+        return
+    what = f"user {user}" if user is not None else f"a history of {answer.history_length} items"
+    click.echo(f"top-{k} for {what}" + (f" (the model read the last {answer.used_length})"
+                                         if answer.truncated else ""))
+    if answer.ignored:
+        click.echo(f"ignored unknown item ids: {', '.join(map(str, answer.ignored))}")
+    for row in rows:
+        title = f"  {row['title']}" if names else ""
+        click.echo(f"{row['rank']:>4}  {row['item']!s:>10}  {row['score']:.4f}{title}")
+
+
+def _recommend_users_file(rec, users_file, output, k, exclude_seen, names) -> None:
+    import polars as pl
+
+    from seqrec.recommend import read_user_ids
+
+    table = rec.recommend_batch(read_user_ids(users_file), k=k, exclude_seen=exclude_seen)
+    table = table.rename({"query": "user"})
+    if names:
+        table = table.with_columns(pl.col("item").cast(pl.Utf8).replace_strict(names, default=None).alias("title"))
+    if output is None:
+        click.echo(table.write_csv(), nl=False)
+    elif str(output).endswith(".parquet"):
+        table.write_parquet(output)
+    else:
+        table.write_csv(output)
+    if output is not None:
+        click.echo(f"wrote {table.height} rows ({table['user'].n_unique()} users) to {output}", err=True)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on; 127.0.0.1 keeps the service local (0.0.0.0 exposes it).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port.")
+@click.option("--max-k", type=click.IntRange(min=1), default=1000, show_default=True, help="Largest k accepted.")
+@click.option("--max-items", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Longest history, allow or deny list accepted in one request.")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+              help="Largest request body.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Most concurrent requests answered by one forward pass.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Scoring threads (the bounded pool that runs the model).")
+@click.option("--torch-threads", type=click.IntRange(min=1), default=None,
+              help="torch intra-op threads (default: torch's choice).")
+@click.option("--access-log", is_flag=True, help="Log every request (slower).")
+def serve(run_dir, host, port, max_k, max_items, max_body_bytes, max_batch, threads, torch_threads,
+          access_log) -> None:
+    """Serve top-k recommendations of a trained run over HTTP (POST /recommend, GET /health, GET /model)."""
+    from seqrec.serve import ServeSettings
+    from seqrec.serve import serve as run_server
+
+    settings = ServeSettings(max_k=max_k, max_items=max_items, max_body_bytes=max_body_bytes, max_batch=max_batch,
+                             threads=threads)
+
+    def ready(rec) -> None:
+        click.echo(f"serving {rec.describe()['model']} ({rec.num_items} items) from {run_dir} on "
+                   f"http://{host}:{port} (docs: /docs)", err=True)
+
+    run_server(run_dir, host=host, port=port, settings=settings, torch_threads=torch_threads,
+               access_log=access_log, on_ready=ready)
+
+
+@cli.command()
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="SASRec epochs at most.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Keep the SASRec run (checkpoints, curves, results) in this directory.")

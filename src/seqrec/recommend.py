@@ -1,0 +1,420 @@
+"""Use a trained model: top-k recommendations for known users or raw item histories, raw ids in and out.
+
+    rec = Recommender.load("runs/ml1m")
+    rec.recommend(user=42, k=10).items            # [(raw item id, score), ...], best first
+    rec.recommend(history=[1193, 661, 914], k=10)
+    rec.recommend_batch(users=[1, 2, 3], k=10)    # a polars table: query, rank, item, score
+
+Every answer goes through one batched path (`recommend_many`): histories are gathered into one right-aligned
+`[B, W]` matrix (W = the longest history, at most the model's `max_len`), the model gives one state per row,
+and the exact top-k is taken over the item table in contiguous id chunks, so no score block holds more than
+`max_block` elements whatever the catalogue size; a running top-k is merged chunk by chunk. The padding item
+is never recommended; `exclude_seen` removes the whole history (not only the part the model reads); `deny`
+removes items; `allow` restricts the candidates to a list. Within an answer, equal scores are listed by item id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from seqrec.config import RunConfig
+from seqrec.data.sequences import SequenceData, gather_windows
+from seqrec.errors import DataError, SeqrecError
+from seqrec.models import SequentialRecommender
+
+DEFAULT_MAX_BLOCK = 2 ** 24        # score elements per top-k block (64 MB of float32)
+
+
+class RecommendError(DataError):
+    """A recommendation request that cannot be answered: unknown user or items, empty history, bad k.
+
+    `status` is the HTTP status the service answers with (404 unknown user, 422 otherwise).
+    """
+
+    def __init__(self, message: str, *, status: int = 422, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Query:
+    """One request, in dense ids: the history the model reads and the candidates' rules.
+
+    history: [H] int64 dense item ids, oldest first (all of it is 'seen'; the model reads the last max_len).
+    """
+
+    history: np.ndarray
+    k: int = 10
+    exclude_seen: bool = True
+    allow: np.ndarray | None = None    # [A] dense ids: only these may be recommended
+    deny: np.ndarray | None = None     # [X] dense ids: never recommended
+
+
+@dataclass
+class Recommendation:
+    """The answer to one request: `items` best first as (raw item id, score)."""
+
+    items: list[tuple]
+    history_length: int                    # items of the history the request resolved to
+    used_length: int                       # items the model read (the most recent, at most max_len)
+    ignored: list = field(default_factory=list)   # unknown item ids dropped (ignore_unknown=True)
+
+    @property
+    def truncated(self) -> bool:
+        return self.used_length < self.history_length
+
+    def to_dict(self) -> dict:
+        return {"items": [{"item": item, "score": score} for item, score in self.items],
+                "history_length": self.history_length, "used_length": self.used_length,
+                "truncated": self.truncated, "ignored": self.ignored}
+
+
+def _plain(value):
+    """A numpy scalar as the matching Python value (JSON-ready)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+class Recommender:
+    """A trained model with its data's id maps and histories; answers top-k requests with raw ids."""
+
+    def __init__(self, model: SequentialRecommender, data: SequenceData, *, config: RunConfig | None = None,
+                 run_dir: Path | None = None, results: dict | None = None, info: dict | None = None,
+                 max_block: int = DEFAULT_MAX_BLOCK) -> None:
+        if data.num_items > model.num_items:
+            raise SeqrecError(f"the data has {data.num_items} items but the model was built for {model.num_items}")
+        self.model = model.eval()
+        self.data = data
+        self.config = config
+        self.run_dir = run_dir
+        self.results = results or {}
+        self.info = info or {}
+        self.max_block = int(max_block)
+        tensor = next(iter(model.parameters()), None)
+        if tensor is None:
+            tensor = next(iter(model.buffers()), None)
+        self.device = tensor.device if tensor is not None else torch.device("cpu")
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, run_dir: str | Path, *, checkpoint: str = "best.pt", device: str = "cpu") -> Recommender:
+        """Open a run directory of `seqrec train` (its config, data, and best weights, loaded without pickle)."""
+        from seqrec.api import Run
+
+        run = Run.load(run_dir, checkpoint=checkpoint)
+        run.model.to(device)
+        return run.recommender()
+
+    @property
+    def max_len(self) -> int:
+        return self.model.max_len
+
+    @property
+    def num_items(self) -> int:
+        return self.data.num_items
+
+    def describe(self) -> dict:
+        """Model name, sizes, data fingerprint and split, metrics of the best epoch (JSON-ready)."""
+        name = self.config.model.name if self.config is not None else getattr(self.model, "name", "?")
+        out = {"model": name, "items": self.data.num_items, "users": self.data.num_users, "max_len": self.max_len,
+               "run_dir": str(self.run_dir) if self.run_dir else None}
+        if self.config is not None:
+            from seqrec.config import config_to_dict
+            out["config"] = config_to_dict(self.config)
+        out["data"] = self.info.get("data", self.data.summary())
+        if "split" in self.info:
+            out["split"] = self.info["split"]
+        out["metrics"] = {k: self.results[k] for k in ("valid", "test", "best_epoch") if k in self.results}
+        return out
+
+    # ------------------------------------------------------------------ raw ids -> dense queries
+
+    def user_history(self, user) -> np.ndarray:
+        """[H] dense item ids of a known user's whole log, oldest first; RecommendError if unknown."""
+        try:
+            dense = self.data.users.encode(np.asarray([user]))
+        except SeqrecError:
+            raise RecommendError(f"unknown user {user!r}", status=404, field="user") from None
+        u = int(dense[0])
+        return self.data.items[self.data.offsets[u]:self.data.offsets[u + 1]].astype(np.int64)
+
+    def encode_items(self, raw_ids, *, ignore_unknown: bool = False, field: str = "history"
+                     ) -> tuple[np.ndarray, list]:
+        """Raw item ids -> (dense ids [M] of the known ones, the unknown raw ids).
+
+        Unknown ids are an error naming them, unless `ignore_unknown`.
+        """
+        values = list(raw_ids)
+        if not values:
+            return np.zeros(0, dtype=np.int64), []
+        vocab = self.data.item_vocab
+        try:
+            dense = vocab.encode(np.asarray(values, dtype=object if not vocab.is_integer else None), missing=-1)
+        except SeqrecError:  # not even of the id type (text for integer ids)
+            dense = np.array([self._encode_one(v) for v in values], dtype=np.int64)
+        unknown = [values[i] for i in np.flatnonzero(dense < 0)]
+        if unknown and not ignore_unknown:
+            shown = ", ".join(repr(v) for v in unknown[:10]) + (f" and {len(unknown) - 10} more"
+                                                                if len(unknown) > 10 else "")
+            raise RecommendError(f"unknown item id(s) in {field}: {shown}", field=field)
+        return dense[dense >= 0].astype(np.int64), unknown
+
+    def _encode_one(self, value) -> int:
+        try:
+            return int(self.data.item_vocab.encode(np.asarray([value]), missing=-1)[0])
+        except SeqrecError:
+            return -1
+
+    def query(self, *, user=None, history=None, k: int = 10, exclude_seen: bool = True, allow=None, deny=None,
+              ignore_unknown: bool = False) -> tuple[Query, list]:
+        """Validate one request in raw ids; (Query, ignored unknown ids)."""
+        if (user is None) == (history is None):
+            raise RecommendError("give exactly one of 'user' or 'history'", field="user")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise RecommendError(f"k must be a positive integer, got {k!r}", field="k")
+        ignored: list = []
+        if user is not None:
+            seen = self.user_history(user)
+        else:
+            if isinstance(history, (str, bytes)):
+                raise RecommendError("history must be a list of item ids", field="history")
+            seen, ignored = self.encode_items(history, ignore_unknown=ignore_unknown)
+            if seen.size == 0:
+                what = "has no known item" if ignored else "is empty"
+                raise RecommendError(f"the history {what}; give at least one known item id", field="history")
+        allow_ids = self.encode_items(allow, ignore_unknown=ignore_unknown, field="allow")[0] \
+            if allow is not None else None
+        deny_ids = self.encode_items(deny, ignore_unknown=True, field="deny")[0] if deny is not None else None
+        return Query(seen, int(k), bool(exclude_seen), allow_ids, deny_ids), ignored
+
+    # ------------------------------------------------------------------ answering
+
+    def recommend(self, user=None, *, history=None, k: int = 10, exclude_seen: bool = True, allow=None,
+                  deny=None, ignore_unknown: bool = False) -> Recommendation:
+        """Top-k for a known `user` (raw id; their whole log is the history) or a raw item `history`."""
+        query, ignored = self.query(user=user, history=history, k=k, exclude_seen=exclude_seen, allow=allow,
+                                    deny=deny, ignore_unknown=ignore_unknown)
+        answer = self.recommend_many([query])[0]
+        answer.ignored = ignored
+        return answer
+
+    def recommend_many(self, queries: list[Query]) -> list[Recommendation]:
+        """Answer several queries in one batch (what the HTTP service does with concurrent requests)."""
+        if not queries:
+            return []
+        histories = [q.history for q in queries]
+        states = self.states(histories)                                                # [B, D]
+        out: list[Recommendation | None] = [None] * len(queries)
+        plain = [i for i, q in enumerate(queries) if q.allow is None]
+        if plain:
+            k = max(queries[i].k for i in plain)
+            excluded = _exclusion_pairs([queries[i].history if queries[i].exclude_seen else None for i in plain],
+                                        [queries[i].deny for i in plain])
+            ids, scores = self.topk(states[plain], k, excluded)
+            for row, i in enumerate(plain):
+                out[i] = self._answer(queries[i], ids[row], scores[row])
+        for i, q in enumerate(queries):
+            if q.allow is not None:
+                ids, scores = self._topk_allowed(states[i:i + 1], q)
+                out[i] = self._answer(q, ids, scores)
+        return out  # type: ignore[return-value]
+
+    def recommend_batch(self, users=None, *, histories=None, k: int = 10, exclude_seen: bool = True,
+                        batch_size: int = 512):
+        """Top-k for many users (raw ids; None = every user) or raw histories, as a polars DataFrame with
+        columns `query` (the user id, or the history's index), `rank` (1 = best), `item`, `score`."""
+        import polars as pl
+
+        if (users is not None) and (histories is not None):
+            raise RecommendError("give users or histories, not both", field="users")
+        if histories is not None:
+            dense = [self.query(history=h, k=k)[0].history for h in histories]
+            keys = np.arange(len(dense))
+        else:
+            if users is None:
+                index = np.arange(self.data.num_users)
+            else:
+                try:
+                    index = self.data.users.encode(np.asarray(list(users)))
+                except SeqrecError as error:
+                    raise RecommendError(str(error), status=404, field="users") from None
+            offsets, items = self.data.offsets, self.data.items
+            dense = [items[offsets[u]:offsets[u + 1]] for u in index]
+            keys = self.data.users.decode(index)
+        if isinstance(k, bool) or k < 1:
+            raise RecommendError(f"k must be a positive integer, got {k!r}", field="k")
+        lengths = np.array([h.size for h in dense], dtype=np.int64)
+        order = np.argsort(np.minimum(lengths, self.max_len), kind="stable")      # similar widths together
+        all_ids = np.zeros((len(dense), k), dtype=np.int64)
+        all_scores = np.full((len(dense), k), -np.inf, dtype=np.float32)
+        for start in range(0, len(dense), batch_size):
+            chosen = order[start:start + batch_size]
+            part = [dense[i] for i in chosen]
+            states = self.states(part)
+            excluded = _exclusion_pairs(part if exclude_seen else [None] * len(part), [None] * len(part))
+            ids, scores = self.topk(states, k, excluded)
+            width = ids.shape[1]
+            all_ids[chosen, :width] = ids.numpy()
+            all_scores[chosen, :width] = scores.numpy()
+        keep = np.isfinite(all_scores)                                                 # [Q, k]
+        query = np.repeat(np.asarray(keys), k).reshape(len(dense), k)[keep]
+        rank = np.broadcast_to(np.arange(1, k + 1), (len(dense), k))[keep]
+        items = self.data.item_vocab.decode(all_ids[keep])
+        return pl.DataFrame({"query": query, "rank": rank.astype(np.int32), "item": items,
+                             "score": all_scores[keep]})
+
+    # ------------------------------------------------------------------ tensors
+
+    def states(self, histories: list[np.ndarray]) -> Tensor:
+        """[B, D] model states after each dense history (the last `max_len` items of each), one forward."""
+        lengths = np.array([h.size for h in histories], dtype=np.int64)
+        ends = np.cumsum(lengths)
+        flat = np.concatenate(histories).astype(np.int64) if len(histories) else np.zeros(0, np.int64)
+        width = int(max(1, min(self.max_len, lengths.max(initial=1))))
+        window = gather_windows(flat, ends - lengths, ends, width)                     # [B, W] right-aligned
+        with torch.inference_mode():
+            return self.model.predict(torch.from_numpy(window).to(self.device))
+
+    def topk(self, states: Tensor, k: int, excluded: tuple[np.ndarray, np.ndarray] | None = None
+             ) -> tuple[Tensor, Tensor]:
+        """Exact top-k over items 1..N: (ids [B, k'], scores [B, k']) best first, k' = min(k, N).
+
+        Items are scored in contiguous id chunks of at most `max_block / B` columns (a running top-k is
+        merged chunk by chunk); `excluded` (rows, items) pairs sorted by item get -inf. Excluded items can
+        still appear, with score -inf, when fewer than k candidates are left; callers drop them.
+        """
+        num_rows = states.shape[0]
+        columns = self.model.num_items + 1
+        k = min(int(k), self.data.num_items)
+        chunk = max(k + 1, self.max_block // max(num_rows, 1))
+        best_scores = best_ids = None
+        with torch.inference_mode():
+            for low in range(0, columns, chunk):
+                high = min(low + chunk, columns)
+                ids = None if (low == 0 and high == columns) else torch.arange(low, high, device=states.device)
+                block = self.model.score(states, ids).float()                          # [B, C]
+                if low == 0:
+                    block[:, 0] = -torch.inf                                            # padding
+                if excluded is not None:
+                    rows, items = excluded
+                    first, last = np.searchsorted(items, [low, high])
+                    if last > first:
+                        block[torch.from_numpy(rows[first:last]).to(block.device),
+                              torch.from_numpy(items[first:last] - low).to(block.device)] = -torch.inf
+                top = torch.topk(block, min(k, high - low), dim=1, sorted=True)
+                top_ids = top.indices + low
+                if best_scores is None:
+                    best_scores, best_ids = top.values, top_ids
+                else:
+                    merged = torch.cat([best_scores, top.values], dim=1)
+                    merged_ids = torch.cat([best_ids, top_ids], dim=1)
+                    pick = torch.topk(merged, k, dim=1, sorted=True)
+                    best_scores, best_ids = pick.values, merged_ids.gather(1, pick.indices)
+        best_scores, best_ids = _lower_id_first(best_scores.cpu(), best_ids.cpu())
+        return best_ids, best_scores
+
+    def _topk_allowed(self, state: Tensor, q: Query) -> tuple[Tensor, Tensor]:
+        allowed = np.unique(q.allow)
+        allowed = allowed[(allowed >= 1) & (allowed <= self.data.num_items)]
+        removed = np.concatenate([q.history if q.exclude_seen else np.zeros(0, np.int64),
+                                  q.deny if q.deny is not None else np.zeros(0, np.int64)])
+        allowed = allowed[~np.isin(allowed, removed)]
+        if allowed.size == 0:
+            return torch.zeros(0, dtype=torch.int64), torch.zeros(0)
+        ids = torch.from_numpy(allowed).to(self.device)
+        with torch.inference_mode():
+            scores = self.model.score(state, ids).float()[0]                             # [A]
+        top = torch.topk(scores, min(q.k, ids.numel()), sorted=True)
+        scores, ids = _lower_id_first(top.values.cpu()[None], ids[top.indices].cpu()[None])
+        return ids[0], scores[0]
+
+    def _answer(self, q: Query, ids: Tensor, scores: Tensor) -> Recommendation:
+        ids, scores = ids[:q.k], scores[:q.k]
+        keep = torch.isfinite(scores)
+        ids, scores = ids[keep].numpy(), scores[keep].tolist()
+        raw = self.data.item_vocab.decode(ids) if ids.size else []
+        return Recommendation([(_plain(r), float(s)) for r, s in zip(raw, scores)], int(q.history.size),
+                              int(min(q.history.size, self.max_len)))
+
+
+def _lower_id_first(scores: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
+    """Reorder each row of a best-first top-k so that equal scores come in increasing item id."""
+    if scores.numel() == 0:
+        return scores, ids
+    order = np.lexsort((ids.numpy(), -scores.numpy().astype(np.float64)), axis=-1)   # score desc, id asc
+    order = torch.from_numpy(order)
+    return scores.gather(1, order), ids.gather(1, order)
+
+
+def _exclusion_pairs(seen: list[np.ndarray | None], deny: list[np.ndarray | None]
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rows, items) sorted by item of every item removed from each row's candidates (seen + denied)."""
+    parts = [np.concatenate([s if s is not None else np.zeros(0, np.int64),
+                             d if d is not None else np.zeros(0, np.int64)]) for s, d in zip(seen, deny)]
+    lengths = np.array([p.size for p in parts], dtype=np.int64)
+    if lengths.sum() == 0:
+        return None
+    items = np.concatenate(parts).astype(np.int64)
+    rows = np.repeat(np.arange(len(parts), dtype=np.int64), lengths)
+    order = np.argsort(items, kind="stable")
+    return rows[order], items[order]
+
+
+def read_titles(path: str | Path) -> dict[str, str]:
+    """Item id (as text) -> title, from MovieLens `movies.dat` (`id::title::genres`, ISO-8859-1 or UTF-8) or
+    a CSV/TSV with a header whose first column is the item id and a `title` column (else the second)."""
+    import polars as pl
+
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")                       # MovieLens .dat files are ISO-8859-1
+    first = text.split("\n", 1)[0]
+    if "::" in first:
+        rows = [line.split("::", 2) for line in text.splitlines() if line.strip()]
+        bad = next((n for n, row in enumerate(rows, 1) if len(row) < 2), None)
+        if bad is not None:
+            raise DataError("expected 'id::title[::genres]'", path=path, line=bad)
+        return {row[0].strip(): row[1].strip() for row in rows}
+    separator = "\t" if first.count("\t") > first.count(",") else ","
+    try:
+        frame = pl.read_csv(text.encode(), separator=separator, infer_schema=False)
+    except pl.exceptions.PolarsError as error:
+        raise DataError(f"cannot read item metadata: {error}", path=path) from None
+    if frame.width < 2:
+        raise DataError("item metadata needs an id column and a title column", path=path,
+                        expected=f"at least 2 columns, found {frame.columns}")
+    title = "title" if "title" in frame.columns else frame.columns[1]
+    return dict(zip(frame[frame.columns[0]].to_list(), frame[title].to_list()))
+
+
+def read_user_ids(path: str | Path) -> list:
+    """User ids from a text file (one per line) or a CSV/Parquet file with a `user` column (else the first)."""
+    import polars as pl
+
+    path = Path(path)
+    if path.suffix == ".parquet":
+        try:
+            frame = pl.read_parquet(path)
+        except Exception as error:  # noqa: BLE001 - polars raises several types for a bad file
+            raise DataError(f"cannot read Parquet file: {error}", path=path) from None
+        column = "user" if "user" in frame.columns else frame.columns[0]
+        return frame[column].to_list()
+    text = path.read_text(encoding="utf-8-sig")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines and path.suffix in (".csv", ".tsv") and ("," in lines[0] or "\t" in lines[0] or lines[0] == "user"):
+        separator = "\t" if "\t" in lines[0] else ","
+        header = lines[0].split(separator)
+        column = header.index("user") if "user" in header else 0
+        return [line.split(separator)[column] for line in lines[1:]]
+    if not lines:
+        raise DataError("no user ids in the file", path=path, expected="one user id per line")
+    return lines
