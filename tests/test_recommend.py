@@ -176,3 +176,25 @@ def test_cli_recommend_user_items_json_titles_and_users_file(run_dir, tmp_path, 
     assert "unknown user 'nobody'" in capsys.readouterr().err
     assert main(["recommend", str(run_dir), "--items", "1,999999999"]) == 1
     assert "999999999" in capsys.readouterr().err
+
+
+def test_approximate_search_finds_nearly_the_exact_top_k(run_dir):
+    pytest.importorskip("faiss")
+    exact = Recommender.load(run_dir)
+    approx = Recommender.load(run_dir, ann=True)
+    assert approx.describe()["search"]["kind"] == "hnsw"
+    users = exact.data.users.decode(np.arange(300))
+    hits = total = 0
+    for user in users:
+        want = [i for i, _ in exact.recommend(user.item(), k=10, exclude_seen=False).items]
+        got = approx.recommend(user.item(), k=10, exclude_seen=False)
+        assert len(got.items) == 10
+        scores = [s for _, s in got.items]
+        assert scores == sorted(scores, reverse=True)
+        hits += len(set(want) & {i for i, _ in got.items})
+        total += 10
+    assert hits / total > 0.95                                               # recall@10 against exact
+    # excluded items never come back, whichever search answers
+    history = exact.data.item_vocab.decode(exact.data.sequence(3)[-5:]).tolist()
+    got = approx.recommend(history=history, k=10, deny=[history[0]])
+    assert not set(history) & {i for i, _ in got.items} and len(got.items) == 10

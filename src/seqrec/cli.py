@@ -199,8 +199,10 @@ def evaluate(run_dir, split_name, as_json) -> None:
 @click.option("--titles", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Item metadata to show titles: MovieLens movies.dat (id::title::genres) or a CSV/TSV whose "
                    "first column is the item id, with a 'title' column (else the second column).")
+@click.option("--ann", is_flag=True, help="Approximate top-k with a faiss HNSW index (pip install 'seqrec[ann]').")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
-def recommend(run_dir, user, items, users_file, output, k, exclude_seen, ignore_unknown, titles, as_json) -> None:
+def recommend(run_dir, user, items, users_file, output, k, exclude_seen, ignore_unknown, titles, ann,
+              as_json) -> None:
     """Top-k items for a user (--user), a raw item history (--items) or many users (--users-file)."""
     from seqrec.recommend import Recommender, read_titles
 
@@ -210,7 +212,7 @@ def recommend(run_dir, user, items, users_file, output, k, exclude_seen, ignore_
         raise click.UsageError("give exactly one of --user, --items or --users-file")
     if output is not None and users_file is None:
         raise click.UsageError("--output goes with --users-file")
-    rec = Recommender.load(run_dir)
+    rec = Recommender.load(run_dir, ann=ann)
     names = read_titles(titles) if titles else None
     if users_file is not None:
         _recommend_users_file(rec, users_file, output, k, exclude_seen, names)
@@ -268,8 +270,9 @@ def _recommend_users_file(rec, users_file, output, k, exclude_seen, names) -> No
 @click.option("--torch-threads", type=click.IntRange(min=1), default=None,
               help="torch intra-op threads (default: torch's choice).")
 @click.option("--access-log", is_flag=True, help="Log every request (slower).")
+@click.option("--ann", is_flag=True, help="Approximate top-k with a faiss HNSW index (pip install 'seqrec[ann]').")
 def serve(run_dir, host, port, max_k, max_items, max_body_bytes, max_batch, threads, torch_threads,
-          access_log) -> None:
+          access_log, ann) -> None:
     """Serve top-k recommendations of a trained run over HTTP (POST /recommend, GET /health, GET /model)."""
     from seqrec.serve import ServeSettings
     from seqrec.serve import serve as run_server
@@ -282,7 +285,7 @@ def serve(run_dir, host, port, max_k, max_items, max_body_bytes, max_batch, thre
                    f"http://{host}:{port} (docs: /docs)", err=True)
 
     run_server(run_dir, host=host, port=port, settings=settings, torch_threads=torch_threads,
-               access_log=access_log, on_ready=ready)
+               access_log=access_log, ann=ann, on_ready=ready)
 
 
 @cli.command()

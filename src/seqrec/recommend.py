@@ -95,6 +95,7 @@ class Recommender:
         self.results = results or {}
         self.info = info or {}
         self.max_block = int(max_block)
+        self.ann = None                   # seqrec.ann.AnnIndex once `use_ann` is called
         tensor = next(iter(model.parameters()), None)
         if tensor is None:
             tensor = next(iter(model.buffers()), None)
@@ -103,13 +104,24 @@ class Recommender:
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def load(cls, run_dir: str | Path, *, checkpoint: str = "best.pt", device: str = "cpu") -> Recommender:
-        """Open a run directory of `seqrec train` (its config, data, and best weights, loaded without pickle)."""
+    def load(cls, run_dir: str | Path, *, checkpoint: str = "best.pt", device: str = "cpu",
+             ann: bool = False) -> Recommender:
+        """Open a run directory of `seqrec train` (its config, data, and best weights, loaded without pickle);
+        `ann=True` answers with approximate search (`use_ann`)."""
         from seqrec.api import Run
 
         run = Run.load(run_dir, checkpoint=checkpoint)
         run.model.to(device)
-        return run.recommender()
+        rec = run.recommender()
+        return rec.use_ann() if ann else rec
+
+    def use_ann(self, **options) -> Recommender:
+        """Answer with approximate (faiss HNSW) search from now on; options go to `seqrec.ann.AnnIndex`
+        (m, ef_construction, ef_search, max_fraction). Needs `pip install seqrec[ann]`."""
+        from seqrec.ann import AnnIndex
+
+        self.ann = AnnIndex(self.model, **options)
+        return self
 
     @property
     def max_len(self) -> int:
@@ -123,7 +135,8 @@ class Recommender:
         """Model name, sizes, data fingerprint and split, metrics of the best epoch (JSON-ready)."""
         name = self.config.model.name if self.config is not None else getattr(self.model, "name", "?")
         out = {"model": name, "items": self.data.num_items, "users": self.data.num_users, "max_len": self.max_len,
-               "run_dir": str(self.run_dir) if self.run_dir else None}
+               "run_dir": str(self.run_dir) if self.run_dir else None,
+               "search": self.ann.settings if self.ann is not None else {"kind": "exact"}}
         if self.config is not None:
             from seqrec.config import config_to_dict
             out["config"] = config_to_dict(self.config)
@@ -292,6 +305,12 @@ class Recommender:
         num_rows = states.shape[0]
         columns = self.model.num_items + 1
         k = min(int(k), self.data.num_items)
+        if self.ann is not None:
+            most = int(np.bincount(excluded[0]).max()) if excluded is not None and excluded[0].size else 0
+            if self.ann.usable(k, most):
+                ids, scores = self.ann.search(states, k, excluded)
+                scores, ids = _lower_id_first(scores, ids)
+                return ids, scores
         chunk = max(k + 1, self.max_block // max(num_rows, 1))
         best_scores = best_ids = None
         with torch.inference_mode():
