@@ -20,12 +20,15 @@ SMALL = {"sasrec": {"dim": 16, "num_blocks": 2, "num_heads": 2, "max_len": 12, "
          "gru4rec": {"dim": 16, "hidden_size": 24, "num_layers": 2, "layer_dropout": 0.2, "max_len": 12,
                      "dropout": 0.3},
          "bert4rec": {"dim": 16, "num_blocks": 2, "num_heads": 2, "max_len": 13, "dropout": 0.3},
-         "nextitnet": {"dim": 16, "dilations": [1, 2, 4], "num_blocks": 2, "max_len": 12, "dropout": 0.3}}
+         "nextitnet": {"dim": 16, "dilations": [1, 2, 4], "num_blocks": 2, "max_len": 12, "dropout": 0.3},
+         "hstu": {"dim": 16, "num_blocks": 2, "num_heads": 2, "attention_dim": 8, "linear_dim": 8, "max_len": 12,
+                  "dropout": 0.3}}
 # settings that learn the demo data within a few epochs
 DEMO = {"sasrec": {"dim": 32, "num_blocks": 2, "max_len": 50, "dropout": 0.2},
         "gru4rec": {"dim": 32, "hidden_size": 64, "max_len": 50, "dropout": 0.1},
         "bert4rec": {"dim": 32, "num_blocks": 2, "max_len": 50, "dropout": 0.1, "mask_prob": 0.3},
-        "nextitnet": {"dim": 32, "num_blocks": 2, "max_len": 50}}
+        "nextitnet": {"dim": 32, "num_blocks": 2, "max_len": 50},
+        "hstu": {"dim": 32, "num_blocks": 2, "attention_dim": 32, "linear_dim": 32, "max_len": 50}}
 NAMES = sorted(MODELS)
 
 

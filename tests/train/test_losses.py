@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqrec.models.layers.similarity import Cosine, DotProduct
+from seqrec.models.layers.similarity import Cosine, DotProduct, MixtureOfLogits
 from seqrec.train.losses import LossSpec, bce, bpr, compute_loss, full_softmax_ce, sampled_softmax
 
 N, D, M = 12, 5, 7
@@ -36,9 +36,16 @@ def test_full_ce_never_uses_the_padding_row(setup):
     assert torch.allclose(full_softmax_ce(states, targets, table2, DotProduct()), before)
 
 
-@pytest.mark.parametrize("similarity", [DotProduct(), Cosine(0.1)])
-def test_sampled_softmax_with_every_item_as_negative_is_full_ce(setup, similarity):
+def mol() -> MixtureOfLogits:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return MixtureOfLogits(D, components=3, component_dim=4, temperature=0.1).double()
+
+
+@pytest.mark.parametrize("make", [DotProduct, lambda: Cosine(0.1), mol], ids=["dot", "cosine", "mol"])
+def test_sampled_softmax_with_every_item_as_negative_is_full_ce(setup, make):
     states, targets, table = setup
+    similarity = make()
     every = torch.arange(1, N + 1)
     full = full_softmax_ce(states, targets, table, similarity)
     assert torch.allclose(sampled_softmax(states, targets, table, similarity, every), full)
@@ -58,6 +65,34 @@ def test_sampled_softmax_log_q_correction(setup):
         expected.append(-(logits[0] - math.log(sum(math.exp(x) for x in logits))))
     got = sampled_softmax(states, targets, table, DotProduct(), negatives, log_q)
     assert got.item() == pytest.approx(sum(expected) / M, rel=1e-9)
+
+
+def test_in_batch_negatives_with_log_q_never_use_a_rows_own_positive(setup):
+    states, _, table = setup
+    targets = torch.tensor([3, 5, 3, 9, 5, 5, 1])                  # repeated positives
+    log_q = torch.log(torch.rand(N + 1, dtype=torch.float64) + 0.1)
+    for correct in (True, False):
+        spec = LossSpec("sampled_softmax", negatives="in_batch", log_q_correction=correct)
+        got = compute_loss(spec, states, targets, table, DotProduct(), log_popularity=log_q)
+        expected = []
+        for i in range(M):
+            t = int(targets[i])
+            shift = log_q if correct else torch.zeros_like(log_q)
+            logit = {j: float(states[i] @ table[j] - shift[j]) for j in set(targets.tolist())}
+            others = [logit[j] for j in logit if j != t]            # the batch's other positives only
+            expected.append(-(logit[t] - math.log(math.exp(logit[t]) + sum(math.exp(x) for x in others))))
+        assert got.item() == pytest.approx(sum(expected) / M, rel=1e-9)
+
+
+def test_full_ce_with_a_learned_similarity_goes_through_autograd(setup):
+    states, targets, table = setup
+    states, table = states.clone().requires_grad_(), table.clone().requires_grad_()
+    similarity = mol()
+    loss = full_softmax_ce(states, targets, table, similarity)
+    assert loss.item() == pytest.approx(F.cross_entropy(similarity(states, table[1:]), targets - 1).item(), rel=1e-12)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in similarity.parameters())
+    assert states.grad.abs().sum() > 0 and table.grad[1:].abs().sum() > 0 and torch.all(table.grad[0] == 0)
 
 
 def test_bce_and_bpr_reference(setup):

@@ -27,6 +27,7 @@ class CausalBatch:
 
     items: Tensor                 # [B, L] int64 input item ids, 0 = padding
     targets: Tensor | None = None  # [B, L] int64 next item at each position, 0 = no loss; None at inference
+    times: Tensor | None = None    # [B, L] int64 seconds of each input item, 0 = padding; only for `uses_times`
 
     def to(self, device: torch.device | str) -> CausalBatch:
         return _move(self, device)

@@ -8,12 +8,13 @@ from seqrec.errors import ConfigError
 from seqrec.models.base import ModelConfig, SequentialRecommender
 from seqrec.models.bert4rec import BERT4Rec
 from seqrec.models.gru4rec import GRU4Rec
+from seqrec.models.hstu import HSTU
 from seqrec.models.nextitnet import NextItNet
 from seqrec.models.pop import Pop
 from seqrec.models.sasrec import SASRec
 
 MODELS: dict[str, type[SequentialRecommender]] = {
-    cls.name: cls for cls in (Pop, SASRec, GRU4Rec, BERT4Rec, NextItNet)}
+    cls.name: cls for cls in (Pop, SASRec, GRU4Rec, BERT4Rec, NextItNet, HSTU)}
 
 
 def get_model_class(name: str) -> type[SequentialRecommender]:

@@ -6,7 +6,8 @@ A model is an `nn.Module` built from its own config and the catalogue size, `Mod
 - `item_embeddings() -> Tensor`: the item table `[N + 1, D]`, row 0 = padding (never ranked);
 - `predict(items) -> Tensor`: the state `[B, D]` that scores the next item after each history `[B, L]`
   (left- or right-aligned, 0-padded);
-- `similarity`: the module that turns states and item vectors into scores (dot product by default).
+- `similarity`: the module that turns states and item vectors into scores (dot product by default; a learned
+  one such as MoL is a submodule, so its parameters train with the model).
 
 Models never compute a loss, move data between devices or read files: losses and the training loop live in
 `seqrec.train`, so every model gets every loss. A model that is not trained by gradient descent (Pop) sets
@@ -32,8 +33,10 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    similarity: Literal["dot", "cosine"] = "dot"  # how states and item vectors become scores
-    temperature: float = Field(0.05, gt=0)         # cosine similarity is divided by this
+    similarity: Literal["dot", "cosine", "mol"] = "dot"  # how states and item vectors become scores
+    temperature: float = Field(0.05, gt=0)         # cosine and mol scores are divided by this
+    mol_components: int = Field(4, ge=1)           # mol: P query-side and P item-side components (P x P logits)
+    mol_dim: int | None = Field(None, ge=1)        # mol: size of each component; null = the model's dim
 
 
 def last_positions(items: Tensor) -> Tensor:
@@ -73,7 +76,8 @@ class SequentialRecommender(nn.Module):
         super().__init__()
         self.config = config
         self.num_items = int(num_items)
-        self.similarity = make_similarity(config.similarity, config.temperature)
+        self.similarity = make_similarity(config.similarity, config.temperature, dim=getattr(config, "dim", 1),
+                                          components=config.mol_components, component_dim=config.mol_dim)
 
     @property
     def max_len(self) -> int:

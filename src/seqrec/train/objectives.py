@@ -10,7 +10,9 @@ The trainer only knows `make_batch(model, ...)`; the model's class attribute `ob
   last item masked (the task the model is evaluated on).
 
 Every recipe returns a batch with `items` [B, L] and `targets` [B, L] (0 = no loss at that position), so the
-loss code is the same for all of them. Random draws come from the trainer's seeded generator (resumable).
+loss code is the same for all of them. A causal model whose `uses_times` is true (HSTU with its time bias) also
+gets `times` [B, L], the timestamps of the input items, when the caller passes the CSR `times` array. Random
+draws come from the trainer's seeded generator (resumable).
 """
 
 from __future__ import annotations
@@ -25,12 +27,20 @@ OBJECTIVES = ("causal", "masked")
 
 
 def make_batch(model, items: np.ndarray, starts: np.ndarray, ends: np.ndarray, *, align: str = "right",
-               rng: np.random.Generator | None = None) -> CausalBatch:
-    """The training batch of `model` for the prefixes `items[starts[i]:ends[i]]` (CPU tensors)."""
+               rng: np.random.Generator | None = None, times: np.ndarray | None = None) -> CausalBatch:
+    """The training batch of `model` for the prefixes `items[starts[i]:ends[i]]` (CPU tensors).
+
+    Args:
+        times: the CSR timestamps aligned with `items`; read only for a causal model with `uses_times`.
+    """
     objective = getattr(model, "objective", "causal")
     if objective == "causal":
         inputs, targets = causal_windows(items, starts, ends, model.max_len, align=align)
-        return CausalBatch(torch.from_numpy(inputs), torch.from_numpy(targets))
+        batch_times = None
+        if times is not None and getattr(model, "uses_times", False):
+            window = gather_windows(times, starts, ends, model.max_len + 1, align=align).astype(np.int64)
+            batch_times = torch.from_numpy(np.where(inputs != 0, window[:, :-1], 0))   # [B, L], same columns
+        return CausalBatch(torch.from_numpy(inputs), torch.from_numpy(targets), batch_times)
     if objective == "masked":
         window = gather_windows(items, starts, ends, model.max_len, align=align).astype(np.int64)  # [B, L]
         inputs, targets = mask_items(window, model.mask_id, model.config.mask_prob,

@@ -100,7 +100,8 @@ class Trainer:
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cls = torch.optim.AdamW if self.train_cfg.optimizer == "adamw" else torch.optim.Adam
-        return cls(self.model.parameters(), lr=self.train_cfg.lr, weight_decay=self.train_cfg.weight_decay)
+        return cls(self.model.parameters(), lr=self.train_cfg.lr, betas=tuple(self.train_cfg.betas),
+                   weight_decay=self.train_cfg.weight_decay)
 
     def _log_popularity(self) -> torch.Tensor:
         """[N + 1] log share of each item among training targets (in-batch negatives' sampling law)."""

@@ -6,10 +6,15 @@ Every module has two forms:
   softmax);
 - `pairwise(queries [M, D], items [M, K, D]) -> [M, K]`: each query against its own items (positives and
   sampled negatives).
+
+`temperature` divides the normalised similarities (`cosine`, `mol`), whose values lie in [-1, 1]; the plain dot
+product has none (its scale is learned with the vectors). HSTU's reference scores L2-normalised states against
+L2-normalised item embeddings divided by a temperature, which is `cosine`.
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -42,12 +47,81 @@ class Cosine(nn.Module):
         return (v * q.unsqueeze(1)).sum(-1) / self.temperature        # [M, K]
 
 
-SIMILARITIES = {"dot": DotProduct, "cosine": Cosine}
+class MixtureOfLogits(nn.Module):
+    """Mixture of logits (MoL; Zhai et al., "Revisiting Neural Retrieval on Accelerators", KDD 2023).
+
+    score(q, x) = sum over pairs (p, r) of pi_pr(q, x) * <f_p(q), g_r(x)> / temperature, where
+
+    - f_1..f_P(q) = rows of `query_proj(q)` [P, d] and g_1..g_P(x) = rows of `item_proj(x)` [P, d], each
+      L2-normalised, so every one of the P x P component logits is a cosine in [-1, 1];
+    - pi(q, x) = softmax over the P x P pairs of `query_gate(q) + item_gate(x) + logit_gate(logits)`: the
+      gating network sees the query, the item and the pairwise logits (as in generative-recommenders' MoL, its
+      query and item parts are MLPs evaluated once per query and once per item, not once per pair).
+
+    With P = 1 the gate is exactly 1 and the score is cos(query_proj(q), item_proj(x)) / temperature, which with
+    identity projections (weight I, bias 0) is `Cosine`. Its parameters are trained with the model (it is the model's
+    `similarity` submodule); the fused dot-product CE does not apply to it, losses go through autograd.
+
+    Args:
+        dim: D, size of states and item vectors.
+        components: P, components per side (P x P logits per score).
+        component_dim: d, size of each component (default D).
+        temperature: the mixed cosine is divided by this.
+        hidden: width of the query and item gating MLPs (default D).
+        max_block: `forward` scores the items in chunks of at most this many pair logits.
+    """
+
+    def __init__(self, dim: int, components: int = 4, component_dim: int | None = None, temperature: float = 0.05,
+                 hidden: int | None = None, max_block: int = 1 << 22) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.components, self.component_dim = int(components), int(component_dim or dim)
+        self.temperature, self.max_block = float(temperature), int(max_block)
+        pairs, hidden = self.components ** 2, int(hidden or dim)
+        self.query_proj = nn.Linear(dim, self.components * self.component_dim)
+        self.item_proj = nn.Linear(dim, self.components * self.component_dim)
+        self.query_gate = nn.Sequential(nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, pairs))
+        self.item_gate = nn.Sequential(nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, pairs))
+        self.logit_gate = nn.Linear(pairs, pairs)
+
+    def _parts(self, x: Tensor, proj: nn.Linear) -> Tensor:
+        """[..., P, d] L2-normalised components of x [..., D]."""
+        return F.normalize(proj(x).unflatten(-1, (self.components, self.component_dim)), dim=-1)
+
+    def _mix(self, logits: Tensor, gate: Tensor) -> Tensor:
+        """Scores [...] from pair logits [..., P * P] and the query + item gate terms broadcast to them."""
+        weights = torch.softmax(gate + self.logit_gate(logits), dim=-1)              # [..., P * P]
+        return (weights * logits).sum(-1) / self.temperature
+
+    def forward(self, queries: Tensor, items: Tensor) -> Tensor:
+        q, x = self._parts(queries, self.query_proj), self._parts(items, self.item_proj)   # [B, P, d], [C, P, d]
+        gate_q, gate_x = self.query_gate(queries), self.item_gate(items)                  # [B, P*P], [C, P*P]
+        chunk = max(1, self.max_block // max(1, queries.shape[0] * self.components ** 2))
+        blocks = []
+        for start in range(0, items.shape[0], chunk):                                    # item chunks, not rows
+            logits = torch.einsum("bpd,crd->bcpr", q, x[start:start + chunk]).flatten(2)  # [B, c, P*P]
+            gate = gate_q.unsqueeze(1) + gate_x[start:start + chunk].unsqueeze(0)          # [B, c, P*P]
+            blocks.append(self._mix(logits, gate))                                        # [B, c]
+        return torch.cat(blocks, dim=1) if blocks else queries.new_zeros(queries.shape[0], 0)
+
+    def pairwise(self, queries: Tensor, items: Tensor) -> Tensor:
+        q, x = self._parts(queries, self.query_proj), self._parts(items, self.item_proj)   # [M, P, d], [M, K, P, d]
+        logits = torch.einsum("mpd,mkrd->mkpr", q, x).flatten(2)                           # [M, K, P*P]
+        gate = self.query_gate(queries).unsqueeze(1) + self.item_gate(items)               # [M, K, P*P]
+        return self._mix(logits, gate)                                                     # [M, K]
 
 
-def make_similarity(name: str, temperature: float = 0.05) -> nn.Module:
+SIMILARITIES = {"dot": DotProduct, "cosine": Cosine, "mol": MixtureOfLogits}
+
+
+def make_similarity(name: str, temperature: float = 0.05, *, dim: int = 1, components: int = 4,
+                    component_dim: int | None = None) -> nn.Module:
+    """The similarity module `name`; `dim` (D), `components` (P) and `component_dim` (d) size MoL."""
     if name == "cosine":
         return Cosine(temperature)
     if name == "dot":
         return DotProduct()
+    if name == "mol":
+        return MixtureOfLogits(dim, components, component_dim, temperature)
     raise ValueError(f"unknown similarity {name!r}; known: {', '.join(SIMILARITIES)}")

@@ -1,0 +1,130 @@
+"""The HSTU block (Zhai et al., "Actions Speak Louder than Words", ICML 2024) and its relative attention bias.
+
+One block, for input x [B, L, D]:
+
+    U, V, Q, K = split(SiLU(Linear(LayerNorm(x))))          pointwise projection
+    A = SiLU(Q K^T + rab) / n * allowed                     pointwise attention: no softmax
+    x = x + Linear(Dropout(LayerNorm(A V) * U))             gated output, residual
+
+`allowed` is the causal mask restricted to real keys, so padding never reaches a real position. There is no
+softmax, so nothing normalises a row: `n` is a constant, the model's `max_len` (the reference divides by the
+padded sequence length, which is `max_len` there). A constant keeps every state independent of how much
+padding a row carries; dividing by the number of visible items instead would turn the block into an average.
+
+`rab[b, i, j]` is a learned scalar per distance between query i and key j, counted in real items (so the
+bias does not depend on where the padding is), plus, when timestamps are given, a learned scalar per
+log-bucket of their time gap (`time_buckets`). As in the reference, each block has its own bias weights, shared
+by its heads. Deviation: the reference measures the time gap of query i from the timestamp of the item *after*
+i (the time the prediction is made); here it is measured from item i itself, so no state depends on anything
+after it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqrec.models.layers.attention import Dropout
+
+
+def time_buckets(gaps: Tensor, num_buckets: int, base: float = 0.301) -> Tensor:
+    """int64 bucket of each time gap (any sign): floor(log(max(1, |gap|)) / base), clamped to [0, num_buckets].
+
+    With the reference's base 0.301 a bucket spans a factor e^0.301 = 1.35 in time: gaps of 0 and 1 s share
+    bucket 0, one hour is bucket 27, one day 37; gaps beyond e^(0.301 * num_buckets) share the last bucket.
+    """
+    magnitude = gaps.abs().clamp(min=1).to(torch.float32)
+    return (torch.log(magnitude) / base).floor().to(torch.int64).clamp(0, num_buckets)
+
+
+def causal_valid_mask(valid: Tensor) -> Tensor:
+    """[B, 1, L, L] float, 1 where query i may read key j: j <= i and j is a real item."""
+    length = valid.shape[1]
+    earlier = torch.ones(length, length, dtype=torch.bool, device=valid.device).tril()   # [L, L]
+    return (earlier & valid[:, None, :]).unsqueeze(1).float()                           # [B, 1, L, L]
+
+
+def bias_indices(valid: Tensor, times: Tensor | None, max_len: int, num_buckets: int, base: float = 0.301
+                 ) -> tuple[Tensor, Tensor | None]:
+    """Gather indices of the relative bias, computed once per batch and shared by the blocks.
+
+    Returns:
+        distance [B, L, L] int64, the number of real items after key j up to query i, clamped to
+        [0, max_len - 1] (pairs that the causal mask removes clamp to 0); buckets [B, L, L] int64 of the time
+        gap t_i - t_j (`time_buckets`), or None without times or time buckets.
+    """
+    order = valid.to(torch.int64).cumsum(dim=1)                                       # [B, L] real items up to t
+    distance = (order[:, :, None] - order[:, None, :]).clamp(0, max_len - 1)           # [B, L, L]
+    if times is None or num_buckets <= 0:
+        return distance, None
+    return distance, time_buckets(times[:, :, None] - times[:, None, :], num_buckets, base)  # [B, L, L]
+
+
+class RelativeBias(nn.Module):
+    """Relative attention bias rab [B, L, L]: a learned scalar per item distance plus one per time bucket.
+
+    Args:
+        max_len: distances 0..max_len - 1 each have their own weight.
+        num_buckets: time-gap buckets 0..num_buckets (0 = no time bias).
+    """
+
+    def __init__(self, max_len: int, num_buckets: int = 128) -> None:
+        super().__init__()
+        self.position_weight = nn.Parameter(torch.empty(max_len).normal_(0.0, 0.02))
+        self.time_weight = nn.Parameter(torch.empty(num_buckets + 1).normal_(0.0, 0.02)) if num_buckets > 0 else None
+
+    def forward(self, distance: Tensor, buckets: Tensor | None = None) -> Tensor:
+        """rab [B, L, L] from the indices of `bias_indices` (embedding lookups, no loop)."""
+        bias = self.position_weight[distance]                                          # [B, L, L]
+        if buckets is not None and self.time_weight is not None:
+            bias = bias + self.time_weight[buckets]
+        return bias
+
+
+class HSTUBlock(nn.Module):
+    """One HSTU layer (see the module docstring).
+
+    Args:
+        dim: D, input and output size.
+        num_heads: H.
+        attention_dim: size of Q and K per head.
+        linear_dim: size of V and U per head.
+        dropout: on the gated attention output, before the output projection (as the reference).
+        max_len: longest history (relative-position weights and the attention scale n).
+        num_buckets: time-gap buckets of the relative bias (0 = positions only).
+        attention_dropout: on the attention weights A.
+    """
+
+    def __init__(self, dim: int, num_heads: int, attention_dim: int, linear_dim: int, dropout: float, *,
+                 max_len: int, num_buckets: int = 0, attention_dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_heads, self.attention_dim, self.linear_dim = num_heads, attention_dim, linear_dim
+        self.sizes = [num_heads * linear_dim, num_heads * linear_dim, num_heads * attention_dim,
+                      num_heads * attention_dim]                                       # U, V, Q, K
+        self.input_norm = nn.LayerNorm(dim, eps=1e-6, elementwise_affine=False)
+        self.uvqk = nn.Linear(dim, sum(self.sizes))
+        self.output_norm = nn.LayerNorm(num_heads * linear_dim, eps=1e-6, elementwise_affine=False)
+        self.out = nn.Linear(num_heads * linear_dim, dim)
+        self.dropout = Dropout(dropout)
+        self.attention_dropout = Dropout(attention_dropout)
+        self.bias = RelativeBias(max_len, num_buckets)
+        self.scale = float(max_len)
+
+    def attention(self, x: Tensor, allowed: Tensor, distance: Tensor, buckets: Tensor | None = None
+                  ) -> tuple[Tensor, Tensor]:
+        """(weights A [B, H, L, L], gated output LayerNorm(A V) * U [B, L, H * linear_dim]) for x [B, L, D]."""
+        b, length, _ = x.shape
+        u, v, q, k = F.silu(self.uvqk(self.input_norm(x))).split(self.sizes, dim=-1)
+        q = q.view(b, length, self.num_heads, self.attention_dim).transpose(1, 2)     # [B, H, L, A]
+        k = k.view(b, length, self.num_heads, self.attention_dim).transpose(1, 2)     # [B, H, L, A]
+        v = v.view(b, length, self.num_heads, self.linear_dim).transpose(1, 2)        # [B, H, L, V]
+        scores = q @ k.transpose(-2, -1) + self.bias(distance, buckets).unsqueeze(1)  # [B, H, L, L]
+        weights = F.silu(scores) * (allowed / self.scale)                              # no softmax
+        mixed = (self.attention_dropout(weights) @ v).transpose(1, 2).reshape(b, length, -1)  # [B, L, H * V]
+        return weights, self.output_norm(mixed) * u
+
+    def forward(self, x: Tensor, allowed: Tensor, distance: Tensor, buckets: Tensor | None = None) -> Tensor:
+        """x [B, L, D] -> [B, L, D]; `allowed` [B, 1, L, L] (`causal_valid_mask`), indices of `bias_indices`."""
+        _, gated = self.attention(x, allowed, distance, buckets)
+        return x + self.out(self.dropout(gated))
