@@ -27,7 +27,8 @@ from seqrec.models.sasrec import SASRecConfig
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SHIPPED = ("demo_sasrec.yaml", "ml1m_pop.yaml", "ml1m_sasrec.yaml", "ml1m_gru4rec.yaml", "ml1m_bert4rec.yaml",
            "ml1m_nextitnet.yaml", "ml1m_sasrec_sampled.yaml", "ml1m_hstu.yaml", "ml1m_hstu_large.yaml",
-           "ml1m_hstu_large_mol.yaml")
+           "ml1m_hstu_large_mol.yaml", "diginetica_srgnn.yaml", "diginetica_gcsan.yaml", "yoochoose64_srgnn.yaml",
+           "yoochoose64_gcsan.yaml")
 
 
 def _error(path=None, overrides=()) -> str:
@@ -87,6 +88,14 @@ def test_shipped_configs_validate_and_document_themselves(name, monkeypatch, tmp
     config = load_config(path)
     header = path.read_text(encoding="utf-8").split("\n\n")[0]
     assert f"seqrec train -c configs/{name}" in header
+    if name.startswith(("diginetica", "yoochoose")):
+        folder = "diginetica-srgnn" if name.startswith("diginetica") else "yoochoose1_64-srgnn"
+        assert config.data.path == f"{tmp_path}/{folder}/train_sessions.txt"
+        assert config.data.test_path == f"{tmp_path}/{folder}/test_sessions.txt"
+        assert (config.split.protocol, config.eval.ks, config.eval.metric) == ("session", [10, 20], "MRR@20")
+        assert not config.eval.exclude_history
+        assert ("50.73" in header and "17.59" in header) or ("70.57" in header and "30.94" in header)
+        return
     assert "0.3152" in header and "0.1821" in header and "0.3003" in header and "0.1726" in header
     if name.startswith("ml1m"):
         assert config.data.path == f"{tmp_path}/ml-1m-sasrec/ml-1m.txt"
@@ -193,8 +202,8 @@ def test_model_section_from_python():
     ("train.device=gpu", "train.device: value 'gpu' is not allowed; expected 'cpu', 'cuda', 'cuda:N' or 'auto'"),
     ("data.columns.usr=1", "data.columns.usr: unknown column 'usr'; expected one of user, item, time"),
     ("split.protocol=temporal", "split.protocol: the temporal protocol needs split.valid_fraction and"),
-    ("model.name=sasrek", "model.name: unknown model 'sasrek'; did you mean 'sasrec'? known: bert4rec, gru4rec, "
-                          "hstu, nextitnet, pop, sasrec"),
+    ("model.name=sasrek", "model.name: unknown model 'sasrek'; did you mean 'sasrec'? known: bert4rec, gcsan, "
+                          "gru4rec, hstu, nextitnet, pop, sasrec, srgnn"),
     ("model.dim=-1", "model.dim: value -1 is not allowed; expected an integer >= 1"),
     ("model.dropout=1", "model.dropout: value 1 is not allowed; expected a number >= 0 and < 1"),
     ("model.hidden_size=3", "unknown key 'model.hidden_size'; did you mean 'model.dim'? valid keys: name, "),

@@ -69,8 +69,36 @@ def load_data(config: RunConfig) -> SequenceData:
                 min_item_count=d.min_item_count)
 
 
+def load_split(config: RunConfig) -> Split:
+    """Read `config.data` and split it by `config.split` (the session protocol reads and splits in one go)."""
+    if config.split.protocol == "session":
+        return load_session_split(config)
+    return make_split(load_data(config), config)
+
+
+def load_session_split(config: RunConfig) -> Split:
+    """Session protocol: preprocessed train/test session files, or a raw click log preprocessed as SR-GNN."""
+    from seqrec.data import sessions
+    from seqrec.data.readers import read_interactions
+
+    d, s = config.data, config.split
+    valid_fraction = s.valid_fraction if s.valid_fraction is not None else 0.1
+    if d.test_path is not None:
+        return sessions.load_session_files(d.path, d.test_path, valid_fraction=valid_fraction)
+    if d.format == "diginetica":
+        clicks = sessions.read_diginetica(d.path)
+    else:
+        clicks = read_interactions(d.path, format=d.format, columns=d.columns, separator=d.separator,
+                                   header=d.header)
+    return sessions.preprocess_sessions(clicks, test_days=s.test_days, max_session_len=s.max_session_len,
+                                        valid_fraction=valid_fraction, source=d.path)
+
+
 def make_split(data: SequenceData, config: RunConfig) -> Split:
     s = config.split
+    if s.protocol == "session":
+        raise ConfigError("split.protocol 'session' reads its own data (data.path and data.test_path); "
+                          "it cannot split prepared data")
     if s.protocol == "temporal":
         return temporal(data, valid_fraction=s.valid_fraction, test_fraction=s.test_fraction, targets=s.targets)
     return leave_one_out(data)
@@ -115,7 +143,7 @@ class Run:
             raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); expected the --out folder "
                               "of `seqrec train`")
         config = load_config(run_dir / "config.yaml")
-        split = make_split(load_data(config), config)
+        split = load_split(config)
         path = run_dir / "checkpoints" / checkpoint
         if not path.exists() and config.model.name != "pop":
             path = run_dir / "checkpoints" / "last.pt"
@@ -162,8 +190,12 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
         run_config = make_config(config, model=model, **sections)
         if stored is not None and stored.exists():
             _check_resume_config(stored, run_config)
-    split = data if isinstance(data, Split) else make_split(data if data is not None else load_data(run_config),
-                                                             run_config)
+    if isinstance(data, Split):
+        split = data
+    elif data is not None:
+        split = make_split(data, run_config)
+    else:
+        split = load_split(run_config)
     _prepare_torch(run_config)
     net = build_model(run_config.model.name, split.data.num_items, run_config.model.params)
     run_dir = _open_run_dir(out, run_config, split, resume)

@@ -72,9 +72,22 @@ class _Section(BaseModel):
 _VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 
 
+def _expand_path(value: str) -> str:
+    """`$VAR`, `${VAR}` and `~` expanded; an unset variable is an error naming it."""
+    def variable(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in os.environ:
+            raise _fail(f"environment variable {name} is not set (used in {value!r}); set it to the folder "
+                        f"holding the data, e.g. `export {name}=/path/to/datasets`")
+        return os.environ[name]
+
+    return os.path.expanduser(_VAR.sub(variable, value))
+
+
 class DataConfig(_Section):
     path: str = Field("demo", description="data file, or 'demo' for the built-in synthetic data; $VAR, ~ expanded")
-    format: str | None = Field(None, description="dat, csv, tsv, parquet, inter, pairs, sequences or sessions; "
+    format: str | None = Field(None, description="dat, csv, tsv, parquet, inter, pairs, sequences, sessions, or "
+                                                 "diginetica (raw train-item-views.csv, session protocol); "
                                                  "null = detect")
     columns: dict[str, str | int] | None = Field(None, description="user/item/time/rating/session -> the file's "
                                                                    "column name or 0-based position")
@@ -85,6 +98,13 @@ class DataConfig(_Section):
     min_user_count: int = Field(0, ge=0, description="k-core: drop users with fewer interactions (0 = keep all)")
     min_item_count: int = Field(0, ge=0, description="k-core: drop items with fewer interactions (0 = keep all)")
     cache: bool = Field(True, description="read and write the prepared-data cache")
+    test_path: str | None = Field(None, description="session protocol: a separate test file of preprocessed "
+                                                    "sessions (one per line); null = split `path` by time")
+
+    @field_validator("test_path")
+    @classmethod
+    def _expand_test(cls, value: str | None) -> str | None:
+        return None if value is None else _expand_path(value)
 
     @field_validator("path", mode="before")
     @classmethod
@@ -94,14 +114,7 @@ class DataConfig(_Section):
     @field_validator("path")
     @classmethod
     def _expand(cls, value: str) -> str:
-        def variable(match: re.Match) -> str:
-            name = match.group(1) or match.group(2)
-            if name not in os.environ:
-                raise _fail(f"environment variable {name} is not set (used in {value!r}); set it to the folder "
-                            f"holding the data, e.g. `export {name}=/path/to/datasets`")
-            return os.environ[name]
-
-        return os.path.expanduser(_VAR.sub(variable, value))
+        return _expand_path(value)
 
     @field_validator("columns")
     @classmethod
@@ -114,9 +127,17 @@ class DataConfig(_Section):
 
 
 class SplitConfig(_Section):
-    protocol: Literal["leave_one_out", "temporal"] = Field(
-        "leave_one_out", description="leave_one_out: last item test, the one before valid; temporal: time cut-offs")
+    protocol: Literal["leave_one_out", "temporal", "session"] = Field(
+        "leave_one_out", description="leave_one_out: last item test, the one before valid; temporal: time cut-offs; "
+                                     "session: every prefix of the test sessions (SR-GNN), validation = the latest "
+                                     "valid_fraction of the training sessions")
+    test_days: float = Field(7, gt=0, description="session protocol on a raw click log: sessions of the last this "
+                                                   "many days are the test set (Diginetica 7, Yoochoose 1)")
+    max_session_len: int | None = Field(None, ge=2, description="session protocol on a raw click log: keep the "
+                                                                "first this many clicks of each session (LESSR: 20)")
     valid_fraction: float | None = Field(None, gt=0, lt=1, description="temporal: share of interactions in the "
+                                                                       "validation window; session: share of the "
+                                                                       "(latest) training sessions, default 0.1; "
                                                                        "validation window")
     test_fraction: float | None = Field(None, gt=0, lt=1, description="temporal: share of (latest) interactions "
                                                                       "in the test window")
@@ -217,6 +238,9 @@ class EvalConfig(_Section):
                                                   description="cut-offs k of HR@k, NDCG@k and MRR@k")
     exclude_history: bool = Field(False, description="never rank items already in the user's history")
     batch_size: int = Field(256, ge=1, description="users ranked per evaluation batch")
+    report_test: bool = Field(False, description="also rank the test targets after every validation and log them "
+                                                 "(for comparison with papers that pick epochs on the test set; "
+                                                 "never used to choose the epoch)")
     metric: str = Field("NDCG@10", description="validation metric (early stopping, best epoch): HR@k, NDCG@k or "
                                                "MRR@k with k in ks, or MRR")
 

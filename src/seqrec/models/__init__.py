@@ -12,9 +12,10 @@ from seqrec.models.hstu import HSTU
 from seqrec.models.nextitnet import NextItNet
 from seqrec.models.pop import Pop
 from seqrec.models.sasrec import SASRec
+from seqrec.models.srgnn import GCSAN, SRGNN
 
 MODELS: dict[str, type[SequentialRecommender]] = {
-    cls.name: cls for cls in (Pop, SASRec, GRU4Rec, BERT4Rec, NextItNet, HSTU)}
+    cls.name: cls for cls in (Pop, SASRec, GRU4Rec, BERT4Rec, NextItNet, HSTU, SRGNN, GCSAN)}
 
 
 def get_model_class(name: str) -> type[SequentialRecommender]:

@@ -25,7 +25,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from seqrec.data.batches import CausalBatch
-from seqrec.models.base import ModelConfig, SequentialRecommender
+from seqrec.models.base import ModelConfig, SequentialRecommender, last_positions
 from seqrec.models.layers.attention import Dropout, TransformerBlock, attention_mask
 
 
@@ -74,7 +74,18 @@ class SASRec(SequentialRecommender):
             self.items.weight[0].zero_()
 
     def forward(self, batch: CausalBatch) -> Tensor:
-        items = batch.items                                                           # [B, L]
+        x, keep, mask = self._encode(batch.items, len(self.blocks))
+        return self.final_norm(x) * keep                                              # [B, L, D]
+
+    def predict(self, items: Tensor) -> Tensor:
+        """[B, D] state after each history: the last block computes only the last real position's query
+        (its keys are still every position), the same state as `forward` there at a fraction of the cost."""
+        x, _, mask = self._encode(items, len(self.blocks) - 1)
+        last = last_positions(items)                                                  # [B]
+        return self.final_norm(self.blocks[-1](x, mask, positions=last))             # [B, D]
+
+    def _encode(self, items: Tensor, num_blocks: int) -> tuple[Tensor, Tensor, Tensor]:
+        """(states after the first `num_blocks` blocks [B, L, D], real-position mask [B, L, 1], attention mask)."""
         if items.shape[1] > self.config.max_len:
             raise ValueError(f"sequence length {items.shape[1]} exceeds max_len={self.config.max_len}")
         valid = items != 0                                                            # [B, L]
@@ -86,9 +97,9 @@ class SASRec(SequentialRecommender):
         keep = valid.unsqueeze(-1).to(x.dtype)                                        # [B, L, 1]
         x = self.dropout(x) * keep
         mask = attention_mask(valid, causal=True)                                     # [B, 1, L, L]
-        for block in self.blocks:
+        for block in self.blocks[:num_blocks]:
             x = block(x, mask) * keep
-        return self.final_norm(x) * keep                                              # [B, L, D]
+        return x, keep, mask
 
     def item_embeddings(self) -> Tensor:
         return self.items.weight                                                      # [N + 1, D]

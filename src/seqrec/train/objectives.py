@@ -4,6 +4,9 @@ The trainer only knows `make_batch(model, ...)`; the model's class attribute `ob
 
 - `"causal"` (SASRec, GRU4Rec, NextItNet, HSTU): the last `max_len + 1` items of each prefix; inputs are
   items 0..L-1, targets the next item at every position (`causal_windows`).
+- `"prefix"` (SR-GNN, GC-SAN): one row per prefix of every training history (`expand_rows`), as the
+  session papers train; a row's input is the last `max_len` items before its end and its only target is the
+  item at its end, placed at the last input position (rows right-aligned).
 - `"masked"` (BERT4Rec): the last `max_len` items of each prefix; each real item is replaced by the model's
   `mask_id` with probability `config.mask_prob` (at least one per row), and the targets are the original
   items at the masked positions only. With probability `config.last_item_prob` a row instead has only its
@@ -23,7 +26,7 @@ import torch
 from seqrec.data.batches import CausalBatch, causal_windows
 from seqrec.data.sequences import gather_windows
 
-OBJECTIVES = ("causal", "masked")
+OBJECTIVES = ("causal", "masked", "prefix")
 
 
 def make_batch(model, items: np.ndarray, starts: np.ndarray, ends: np.ndarray, *, align: str = "right",
@@ -41,6 +44,12 @@ def make_batch(model, items: np.ndarray, starts: np.ndarray, ends: np.ndarray, *
             window = gather_windows(times, starts, ends, model.max_len + 1, align=align).astype(np.int64)
             batch_times = torch.from_numpy(np.where(inputs != 0, window[:, :-1], 0))   # [B, L], same columns
         return CausalBatch(torch.from_numpy(inputs), torch.from_numpy(targets), batch_times)
+    if objective == "prefix":
+        window = gather_windows(items, starts, ends, model.max_len + 1).astype(np.int64)        # [B, L + 1]
+        inputs = window[:, :-1].copy()
+        targets = np.zeros_like(inputs)
+        targets[:, -1] = np.where(inputs[:, -1] != 0, window[:, -1], 0)
+        return CausalBatch(torch.from_numpy(inputs), torch.from_numpy(targets))
     if objective == "masked":
         window = gather_windows(items, starts, ends, model.max_len, align=align).astype(np.int64)  # [B, L]
         inputs, targets = mask_items(window, model.mask_id, model.config.mask_prob,
@@ -69,3 +78,19 @@ def mask_items(window: np.ndarray, mask_id: int, mask_prob: float, last_item_pro
     targets = np.where(masked, window, 0)
     inputs = np.where(masked, mask_id, window)
     return inputs, targets
+
+
+def expand_rows(model, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The training rows of `model`'s objective from the training histories `items[starts[i]:ends[i]]`.
+
+    `causal` and `masked` models train on each history as one row; a `prefix` model on every prefix with at
+    least one input item, `(start, start + t)` for t = 2..length (the item at `start + t - 1` is the target).
+    Vectorised: one repeat and one arange over all histories.
+    """
+    if getattr(model, "objective", "causal") != "prefix":
+        return starts, ends
+    starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    counts = np.maximum(ends - starts - 1, 0)                                        # prefixes per history
+    row = np.repeat(np.arange(starts.shape[0]), counts)                              # [P]
+    within = np.arange(row.shape[0]) - np.repeat(np.cumsum(counts) - counts, counts)  # 0..count-1
+    return starts[row], starts[row] + 2 + within

@@ -32,7 +32,7 @@ from seqrec.evaluate import evaluate
 from seqrec.models.base import SequentialRecommender
 from seqrec.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from seqrec.train.losses import LossSpec, compute_loss
-from seqrec.train.objectives import make_batch
+from seqrec.train.objectives import expand_rows, make_batch
 from seqrec.train.runlog import EpochLog, Progress, plot_curves, write_json
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class Trainer:
         self.device = resolve_device(self.train_cfg.device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.model.to(self.device)
-        self.starts, self.ends = training_rows(split)
+        self.starts, self.ends = expand_rows(model, *training_rows(split))   # per the model's objective
         self.rng = np.random.default_rng(self.train_cfg.seed)
         self.optimizer = self._make_optimizer() if model.trainable else None
         self.log_popularity = self._log_popularity() if config.loss.negatives == "in_batch" else None
@@ -154,6 +154,8 @@ class Trainer:
             eval_started = time.perf_counter()
             valid = self.validate()
             record["valid"] = valid
+            if self.eval_cfg.report_test:
+                record["test"] = self.evaluate("test")                              # logged, never selects
             record["eval_seconds"] = round(time.perf_counter() - eval_started, 3)
             record["improved"] = self._track(epoch, valid[self.eval_cfg.metric])
         record["seconds"] = round(time.perf_counter() - started, 3)

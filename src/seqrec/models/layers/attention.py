@@ -47,11 +47,19 @@ class MultiHeadAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.dropout = Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, queries: Tensor | None = None) -> Tensor:
+        """[B, L, D] outputs of x [B, L, D]; with `queries` [B, Q, D] only theirs, [B, Q, D], against x's keys
+        (mask [B, 1, Q, L] then)."""
         b, length, dim = x.shape
-        q, k, v = self.qkv(x).split(dim, dim=-1)                                   # 3 x [B, L, D]
-        q, k, v = (t.view(b, length, self.num_heads, dim // self.num_heads).transpose(1, 2)
-                   for t in (q, k, v))                                             # [B, H, L, D/H]
+        if queries is None:
+            q, k, v = self.qkv(x).split(dim, dim=-1)                               # 3 x [B, L, D]
+        else:
+            weight, bias = self.qkv.weight, self.qkv.bias
+            q = F.linear(queries, weight[:dim], bias[:dim])                        # [B, Q, D]
+            k, v = F.linear(x, weight[dim:], bias[dim:]).split(dim, dim=-1)        # 2 x [B, L, D]
+        heads = dim // self.num_heads
+        q = q.view(b, -1, self.num_heads, heads).transpose(1, 2)                   # [B, H, Q, D/H]
+        k, v = (t.view(b, length, self.num_heads, heads).transpose(1, 2) for t in (k, v))  # [B, H, L, D/H]
         if self.training and self.dropout.p > 0:
             # dropout on the attention weights: the fused kernel's own dropout is slow on CPU
             weights = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)           # [B, H, L, L]
@@ -59,7 +67,7 @@ class MultiHeadAttention(nn.Module):
             y = self.dropout(weights) @ v                                          # [B, H, L, D/H]
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out(y.transpose(1, 2).reshape(b, length, dim))                 # [B, L, D]
+        return self.out(y.transpose(1, 2).reshape(b, -1, dim))                     # [B, L or Q, D]
 
 
 class FeedForward(nn.Module):
@@ -86,9 +94,21 @@ class TransformerBlock(nn.Module):
         self.dropout = Dropout(dropout)
         self.norm_first = norm_first
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, positions: Tensor | None = None) -> Tensor:
+        """x [B, L, D] -> [B, L, D]; with `positions` [B] only each row's output there, [B, D] (the keys are
+        still every position: what the last block needs when only one state per row is scored)."""
+        if positions is not None:
+            rows = torch.arange(x.shape[0], device=x.device)
+            mask = mask[rows, :, positions].unsqueeze(2)                           # [B, 1, 1, L]
+            return self._forward(x, mask, x[rows, positions].unsqueeze(1)).squeeze(1)
+        return self._forward(x, mask, None)
+
+    def _forward(self, x: Tensor, mask: Tensor, query: Tensor | None) -> Tensor:
         if self.norm_first:
-            x = x + self.dropout(self.attn(self.norm1(x), mask))
-            return x + self.dropout(self.ffn(self.norm2(x)))
-        x = self.norm1(x + self.dropout(self.attn(x, mask)))
-        return self.norm2(x + self.dropout(self.ffn(x)))
+            normed = self.norm1(x)
+            base = x if query is None else query
+            y = base + self.dropout(self.attn(normed, mask, None if query is None else self.norm1(query)))
+            return y + self.dropout(self.ffn(self.norm2(y)))
+        base = x if query is None else query
+        y = self.norm1(base + self.dropout(self.attn(x, mask, query)))
+        return self.norm2(y + self.dropout(self.ffn(y)))
