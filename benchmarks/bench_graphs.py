@@ -21,8 +21,8 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,9 @@ import torch
 from seqrec.data.sequences import gather_windows
 from seqrec.data.sessions import load_session_files
 from seqrec.models.layers.graphs import eop_multigraph, session_nodes, shortcut_graph, srgnn_graph
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models"))
+from test_session_graphs import reference  # noqa: E402  (the tests' per-session reference is the baseline)
 
 HERE = Path(__file__).resolve().parent
 DATA = Path(os.environ.get("SEQREC_DATA", HERE.parent.parent / "shared" / "datasets"))
@@ -53,24 +56,11 @@ def batched(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, batch_size:
 
 
 def python_graph(seq: list[int]) -> tuple:
-    """One session in plain Python (lists, sets, comprehensions), as the reference in the tests."""
-    nodes: list[int] = []
-    for item in seq:
-        if item not in nodes:
-            nodes.append(item)
-    index = {item: k for k, item in enumerate(nodes)}
-    alias = [index[item] for item in seq]
-    n = len(nodes)
-    edges = list(zip(alias[:-1], alias[1:]))
-    linked = set(edges)
-    out_degree = Counter(u for u, _ in linked)
-    in_degree = Counter(v for _, v in linked)
-    adj_out = [[1 / out_degree[u] if (u, v) in linked else 0.0 for v in range(n)] for u in range(n)]
-    adj_in = [[1 / in_degree[v] if (u, v) in linked else 0.0 for u in range(n)] for v in range(n)]
-    sources = [[u for u, v in edges if v == w] for w in range(n)]
-    pairs = {(alias[i], alias[j]) for i in range(len(alias)) for j in range(i, len(alias))}
-    shortcut = [[(u, v) in pairs for v in range(n)] for u in range(n)]
-    return nodes, alias, adj_in, adj_out, sources, shortcut
+    """One session by the plain-Python reference of the tests (`tests/models/test_session_graphs.py`)."""
+    graph = reference(seq)
+    n = len(graph["items"])
+    shortcut = [[(u, v) in graph["shortcut"] for v in range(n)] for u in range(n)]
+    return graph["items"], graph["seq"], graph["adj_in"], graph["adj_out"], graph["sources"], shortcut
 
 
 def numpy_graph(seq: list[int]) -> tuple:

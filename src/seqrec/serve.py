@@ -311,8 +311,9 @@ def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, settings: Serve
     import torch
     import uvicorn
 
-    if torch_threads:
-        torch.set_num_threads(int(torch_threads))
+    import os
+
+    torch.set_num_threads(int(torch_threads) if torch_threads else max(1, (os.cpu_count() or 2) // 2))
     recommender = Recommender.load(run_dir, checkpoint=checkpoint, ann=ann)
     app = create_app(recommender, settings)
     config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", access_log=access_log,
