@@ -27,7 +27,8 @@ from seqrec.models.sasrec import SASRecConfig
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SHIPPED = ("demo_sasrec.yaml", "ml1m_pop.yaml", "ml1m_sasrec.yaml", "ml1m_gru4rec.yaml", "ml1m_bert4rec.yaml",
            "ml1m_nextitnet.yaml", "ml1m_sasrec_sampled.yaml", "ml1m_hstu.yaml", "ml1m_hstu_large.yaml",
-           "ml1m_hstu_large_mol.yaml", "diginetica_srgnn.yaml", "diginetica_gcsan.yaml", "yoochoose64_srgnn.yaml",
+           "ml1m_hstu_large_mol.yaml", "diginetica_srgnn.yaml", "diginetica_gcsan.yaml", "diginetica_lessr.yaml",
+           "yoochoose64_srgnn.yaml",
            "yoochoose64_gcsan.yaml")
 
 
@@ -203,7 +204,7 @@ def test_model_section_from_python():
     ("data.columns.usr=1", "data.columns.usr: unknown column 'usr'; expected one of user, item, time"),
     ("split.protocol=temporal", "split.protocol: the temporal protocol needs split.valid_fraction and"),
     ("model.name=sasrek", "model.name: unknown model 'sasrek'; did you mean 'sasrec'? known: bert4rec, gcsan, "
-                          "gru4rec, hstu, nextitnet, pop, sasrec, srgnn"),
+                          "gru4rec, hstu, lessr, nextitnet, pop, sasrec, srgnn"),
     ("model.dim=-1", "model.dim: value -1 is not allowed; expected an integer >= 1"),
     ("model.dropout=1", "model.dropout: value 1 is not allowed; expected a number >= 0 and < 1"),
     ("model.hidden_size=3", "unknown key 'model.hidden_size'; did you mean 'model.dim'? valid keys: name, "),

@@ -37,7 +37,7 @@ def test_prefix_rows_cover_every_prefix_once():
     assert expand_rows(sasrec, starts, ends)[0] is starts                      # other objectives: unchanged
 
 
-@pytest.mark.parametrize("name", ["srgnn", "gcsan"])
+@pytest.mark.parametrize("name", ["srgnn", "gcsan", "lessr"])
 def test_session_protocol_trains_evaluates_and_reloads(name, tmp_path):
     _write_sessions(tmp_path)
     config = {"data": {"path": str(tmp_path / "train.txt"), "test_path": str(tmp_path / "test.txt"),

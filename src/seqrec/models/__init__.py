@@ -9,13 +9,14 @@ from seqrec.models.base import ModelConfig, SequentialRecommender
 from seqrec.models.bert4rec import BERT4Rec
 from seqrec.models.gru4rec import GRU4Rec
 from seqrec.models.hstu import HSTU
+from seqrec.models.lessr import LESSR
 from seqrec.models.nextitnet import NextItNet
 from seqrec.models.pop import Pop
 from seqrec.models.sasrec import SASRec
 from seqrec.models.srgnn import GCSAN, SRGNN
 
 MODELS: dict[str, type[SequentialRecommender]] = {
-    cls.name: cls for cls in (Pop, SASRec, GRU4Rec, BERT4Rec, NextItNet, HSTU, SRGNN, GCSAN)}
+    cls.name: cls for cls in (Pop, SASRec, GRU4Rec, BERT4Rec, NextItNet, HSTU, SRGNN, GCSAN, LESSR)}
 
 
 def get_model_class(name: str) -> type[SequentialRecommender]:

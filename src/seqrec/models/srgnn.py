@@ -48,7 +48,7 @@ class GCSANConfig(SRGNNConfig):
 
 
 class _SessionGraphModel(SequentialRecommender):
-    """Shared part of SR-GNN and GC-SAN: embeddings, graph, gated GNN, click states."""
+    """Shared part of the session graph models: item table, prefix contract, click states of a gated GNN."""
 
     objective = "prefix"
     causal = False
@@ -56,7 +56,6 @@ class _SessionGraphModel(SequentialRecommender):
     def __init__(self, config: SRGNNConfig, num_items: int) -> None:
         super().__init__(config, num_items)
         self.items = nn.Embedding(num_items + 1, config.dim, padding_idx=0)
-        self.gnn = GatedGraphNetwork(config.dim, config.steps)
         self.dropout = Dropout(config.dropout)
 
     def item_embeddings(self) -> Tensor:
@@ -67,7 +66,8 @@ class _SessionGraphModel(SequentialRecommender):
         return _keep_recent(items, self.config.max_len) if items.shape[1] > self.config.max_len else items
 
     def click_states(self, items: Tensor) -> tuple[Tensor, Tensor]:
-        """(node states gathered at every position [B, L, D], zero at padding; the last real position [B])."""
+        """(node states gathered at every position [B, L, D], zero at padding; the last real position [B]),
+        through the subclass's gated GNN `self.gnn`."""
         graph = srgnn_graph(items)
         hidden = self.dropout(self.items(graph.nodes.items))                       # [B, V, D]
         hidden = self.gnn(graph, hidden)                                            # [B, V, D]
@@ -105,6 +105,7 @@ class SRGNN(_SessionGraphModel):
 
     def __init__(self, config: SRGNNConfig, num_items: int) -> None:
         super().__init__(config, num_items)
+        self.gnn = GatedGraphNetwork(config.dim, config.steps)
         dim = config.dim
         self.query_last = nn.Linear(dim, dim)              # W1
         self.query_click = nn.Linear(dim, dim, bias=False)  # W2 (c is W1's bias)
@@ -138,6 +139,7 @@ class GCSAN(_SessionGraphModel):
 
     def __init__(self, config: GCSANConfig, num_items: int) -> None:
         super().__init__(config, num_items)
+        self.gnn = GatedGraphNetwork(config.dim, config.steps)
         self.blocks = nn.ModuleList(
             TransformerBlock(config.dim, config.num_heads, config.dropout, hidden=config.dim, norm_first=False,
                              activation="gelu")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from seqrec.models.layers.attention import Dropout
 from seqrec.models.layers.graphs import SRGNNGraph
 
 
@@ -47,3 +48,130 @@ class GatedGraphNetwork(nn.Module):
             new = torch.tanh(i_n + reset * h_n)
             hidden = ((1 - update) * hidden + update * new) * keep                   # [B, V, D]
         return hidden
+
+
+# ------------------------------------------------------------------------------------------------ LESSR layers
+
+
+class NodeNorm(nn.Module):
+    """BatchNorm1d over the real nodes of a batch of graphs [B, V, C] (padding nodes neither count nor change)."""
+
+    def __init__(self, channels: int, enabled: bool = True) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(channels) if enabled else None
+
+    def forward(self, x: Tensor, valid: Tensor) -> Tensor:
+        if self.norm is None:
+            return x
+        out = torch.zeros_like(x)
+        out[valid] = batch_norm(self.norm, x[valid])                                   # [M, C] real nodes
+        return out
+
+
+def channels_last(module: nn.Module, x: Tensor) -> Tensor:
+    """A per-channel module (PReLU, which reads channels at dim 1) applied to x [..., C]."""
+    return module(x.reshape(-1, x.shape[-1])).view_as(x)
+
+
+def batch_norm(norm: nn.BatchNorm1d, x: Tensor) -> Tensor:
+    """`norm(x)` for rows x [M, C]; with fewer than 2 rows in training (a last, tiny batch) the running
+    statistics are used instead of the batch's, which torch cannot compute from one row."""
+    if norm.training and x.shape[0] < 2:
+        return nn.functional.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                                        training=False, eps=norm.eps)
+    return norm(x)
+
+
+class EOPA(nn.Module):
+    """LESSR's edge-order preserving aggregation: a GRU reads each node's incoming messages in edge order.
+
+    out_v = PReLU(W_self x_v + W_neigh GRU(x_{s_1}, ..., x_{s_k})) over the sources s_1..s_k of v's incoming
+    edges in the order they occur; a node without incoming edges gets W_self x_v only. The GRU runs on the packed
+    message lists of all nodes of the batch at once.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, *, batch_norm: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm = NodeNorm(in_dim, batch_norm)
+        self.dropout = Dropout(dropout)
+        self.gru = nn.GRU(in_dim, in_dim, batch_first=True)
+        self.self_map = nn.Linear(in_dim, out_dim, bias=False)
+        self.neighbour_map = nn.Linear(in_dim, out_dim, bias=False)
+        self.activation = nn.PReLU(out_dim)
+
+    def forward(self, graph, x: Tensor) -> Tensor:
+        """x [B, V, C] node features -> [B, V, out] (zero at padding nodes); `graph` an `EOPGraph`."""
+        valid = graph.nodes.valid                                                       # [B, V]
+        x = self.dropout(self.norm(x, valid))
+        b, v, e = graph.sources.shape
+        degree = graph.sources_valid.sum(-1)                                            # [B, V]
+        neighbours = torch.zeros(b, v, x.shape[-1], dtype=x.dtype, device=x.device)
+        has = degree > 0
+        if bool(has.any()) and e > 0:
+            rows = torch.arange(b, device=x.device)[:, None, None].expand(b, v, e)
+            messages = x[rows, graph.sources]                                           # [B, V, E, C]
+            packed = nn.utils.rnn.pack_padded_sequence(messages[has], degree[has].cpu(), batch_first=True,
+                                                       enforce_sorted=False)
+            _, last = self.gru(packed)                                                  # [1, M, C]
+            neighbours[has] = last[0]
+        out = channels_last(self.activation, self.self_map(x) + self.neighbour_map(neighbours))
+        return out * valid.unsqueeze(-1)
+
+
+class SGAT(nn.Module):
+    """LESSR's shortcut graph attention: each node attends over the nodes with an edge into it.
+
+    e_uv = w · sigmoid(W_q x_u + W_k x_v) for an edge u -> v, softmax over the u of each v, out_v =
+    PReLU(sum_u a_uv W_v x_u); dense over the batch's [B, V, V] adjacency (every real node has a self loop).
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, *, batch_norm: bool = True,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm = NodeNorm(in_dim, batch_norm)
+        self.dropout = Dropout(dropout)
+        self.query = nn.Linear(in_dim, hidden_dim)
+        self.key = nn.Linear(in_dim, hidden_dim, bias=False)
+        self.value = nn.Linear(in_dim, out_dim, bias=False)
+        self.energy = nn.Linear(hidden_dim, 1, bias=False)
+        self.activation = nn.PReLU(out_dim)
+
+    def forward(self, graph, x: Tensor) -> Tensor:
+        """x [B, V, C] -> [B, V, out]; `graph` a `ShortcutGraph` (adjacency[u, v]: edge u -> v)."""
+        valid = graph.nodes.valid                                                       # [B, V]
+        x = self.dropout(self.norm(x, valid))
+        q, k = self.query(x), self.key(x)                                               # [B, V, H]
+        scores = self.energy(torch.sigmoid(q[:, None, :, :] + k[:, :, None, :])).squeeze(-1)  # [B, V(v), V(u)]
+        allowed = graph.adjacency.transpose(1, 2)                                       # [B, v, u]
+        eye = torch.eye(allowed.shape[1], dtype=torch.bool, device=x.device)
+        allowed = allowed | (eye & ~valid.unsqueeze(-1))                                 # padding rows: no NaN
+        weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)           # [B, V, V]
+        out = channels_last(self.activation, weights @ self.value(x))                   # [B, V, out]
+        return out * valid.unsqueeze(-1)
+
+
+class AttentionReadout(nn.Module):
+    """LESSR's readout: attention over a session's nodes with its last node as query, then a projection.
+
+    alpha_i = softmax_i(w · sigmoid(W_u x_i + W_v x_last + b)), out = PReLU(W_out sum_i alpha_i x_i).
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, *, batch_norm: bool = True,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm = NodeNorm(in_dim, batch_norm)
+        self.dropout = Dropout(dropout)
+        self.node_map = nn.Linear(in_dim, hidden_dim, bias=False)
+        self.last_map = nn.Linear(in_dim, hidden_dim)
+        self.energy = nn.Linear(hidden_dim, 1, bias=False)
+        self.out = nn.Linear(in_dim, out_dim, bias=False) if out_dim != in_dim else nn.Identity()
+        self.activation = nn.PReLU(out_dim)
+
+    def forward(self, x: Tensor, valid: Tensor, last: Tensor) -> Tensor:
+        """x [B, V, C] node features, valid [B, V], last [B] node index -> [B, out]."""
+        x = self.dropout(self.norm(x, valid))
+        rows = torch.arange(x.shape[0], device=x.device)
+        energy = self.energy(torch.sigmoid(self.node_map(x) + self.last_map(x[rows, last]).unsqueeze(1)))  # [B,V,1]
+        alpha = energy.squeeze(-1).masked_fill(~valid, float("-inf")).softmax(dim=-1)  # [B, V]
+        alpha = torch.nan_to_num(alpha)                                                 # empty rows
+        return self.activation(self.out((alpha.unsqueeze(-1) * x).sum(dim=1)))          # [B, out]
