@@ -308,12 +308,11 @@ def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, settings: Serve
           torch_threads: int | None = None, access_log: bool = False, checkpoint: str = "best.pt",
           ann: bool = False, on_ready=None) -> None:
     """Load the run once and serve it until interrupted (blocking)."""
-    import os
-
     import torch
     import uvicorn
 
-    torch.set_num_threads(int(torch_threads) if torch_threads else max(1, (os.cpu_count() or 2) // 2))
+    if torch_threads:
+        torch.set_num_threads(int(torch_threads))
     recommender = Recommender.load(run_dir, checkpoint=checkpoint, ann=ann)
     app = create_app(recommender, settings)
     config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", access_log=access_log,
