@@ -268,8 +268,8 @@ def _recommend_users_file(rec, users_file, output, k, exclude_seen, names) -> No
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="Scoring threads (the bounded pool that runs the model).")
 @click.option("--torch-threads", type=click.IntRange(min=1), default=None,
-              help="torch intra-op threads (default: torch's, one per core; on 2 cores this served 533 requests/s "
-                   "against 451 with 1 thread).")
+              help="torch intra-op threads (default: torch's, one per core; on 2 cores this served more requests "
+                   "than 1 thread).")
 @click.option("--access-log", is_flag=True, help="Log every request (slower).")
 @click.option("--ann", is_flag=True, help="Approximate top-k with a faiss HNSW index (pip install 'seqrec[ann]').")
 def serve(run_dir, host, port, max_k, max_items, max_body_bytes, max_batch, threads, torch_threads,
