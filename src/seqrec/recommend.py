@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from seqrec.config import RunConfig
-from seqrec.data.sequences import SequenceData, gather_windows
+from seqrec.data.sequences import SequenceData, gather_windows, slice_pairs
 from seqrec.errors import DataError, SeqrecError
 from seqrec.models import SequentialRecommender
 
@@ -246,9 +246,11 @@ class Recommender:
 
         if (users is not None) and (histories is not None):
             raise RecommendError("give users or histories, not both", field="users")
+        if isinstance(k, bool) or k < 1:
+            raise RecommendError(f"k must be a positive integer, got {k!r}", field="k")
         if histories is not None:
-            dense = [self.query(history=h, k=k)[0].history for h in histories]
-            keys = np.arange(len(dense))
+            flat, starts, ends = _flatten([self.query(history=h, k=k)[0].history for h in histories])
+            keys = np.arange(starts.shape[0])
         else:
             if users is None:
                 index = np.arange(self.data.num_users)
@@ -257,27 +259,23 @@ class Recommender:
                     index = self.data.users.encode(np.asarray(list(users)))
                 except SeqrecError as error:
                     raise RecommendError(str(error), status=404, field="users") from None
-            offsets, items = self.data.offsets, self.data.items
-            dense = [items[offsets[u]:offsets[u + 1]] for u in index]
+            flat, starts, ends = self.data.items, self.data.offsets[index], self.data.offsets[index + 1]
             keys = self.data.users.decode(index)
-        if isinstance(k, bool) or k < 1:
-            raise RecommendError(f"k must be a positive integer, got {k!r}", field="k")
-        lengths = np.array([h.size for h in dense], dtype=np.int64)
-        order = np.argsort(np.minimum(lengths, self.max_len), kind="stable")      # similar widths together
-        all_ids = np.zeros((len(dense), k), dtype=np.int64)
-        all_scores = np.full((len(dense), k), -np.inf, dtype=np.float32)
-        for start in range(0, len(dense), batch_size):
-            chosen = order[start:start + batch_size]
-            part = [dense[i] for i in chosen]
-            states = self.states(part)
-            excluded = _exclusion_pairs(part if exclude_seen else [None] * len(part), [None] * len(part))
+        count = starts.shape[0]
+        order = np.argsort(np.minimum(ends - starts, self.max_len), kind="stable")    # similar widths together
+        all_ids = np.zeros((count, k), dtype=np.int64)
+        all_scores = np.full((count, k), -np.inf, dtype=np.float32)
+        for low in range(0, count, batch_size):
+            chosen = order[low:low + batch_size]
+            states = self._states(flat, starts[chosen], ends[chosen])
+            excluded = slice_pairs(flat, starts[chosen], ends[chosen]) if exclude_seen else None
             ids, scores = self.topk(states, k, excluded)
             width = ids.shape[1]
             all_ids[chosen, :width] = ids.numpy()
             all_scores[chosen, :width] = scores.numpy()
         keep = np.isfinite(all_scores)                                                 # [Q, k]
-        query = np.repeat(np.asarray(keys), k).reshape(len(dense), k)[keep]
-        rank = np.broadcast_to(np.arange(1, k + 1), (len(dense), k))[keep]
+        query = np.repeat(np.asarray(keys), k).reshape(count, k)[keep]
+        rank = np.broadcast_to(np.arange(1, k + 1), (count, k))[keep]
         items = self.data.item_vocab.decode(all_ids[keep])
         return pl.DataFrame({"query": query, "rank": rank.astype(np.int32), "item": items,
                              "score": all_scores[keep]})
@@ -286,11 +284,12 @@ class Recommender:
 
     def states(self, histories: list[np.ndarray]) -> Tensor:
         """[B, D] model states after each dense history (the last `max_len` items of each), one forward."""
-        lengths = np.array([h.size for h in histories], dtype=np.int64)
-        ends = np.cumsum(lengths)
-        flat = np.concatenate(histories).astype(np.int64) if len(histories) else np.zeros(0, np.int64)
-        width = int(max(1, min(self.max_len, lengths.max(initial=1))))
-        window = gather_windows(flat, ends - lengths, ends, width)                     # [B, W] right-aligned
+        return self._states(*_flatten(histories))
+
+    def _states(self, flat: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Tensor:
+        """[B, D] states after the histories `flat[starts[i]:ends[i]]` (a CSR slice set, e.g. the data's own)."""
+        width = int(max(1, min(self.max_len, (ends - starts).max(initial=1))))
+        window = gather_windows(flat, starts, ends, width).astype(np.int64)            # [B, W] right-aligned
         with torch.inference_mode():
             return self.model.predict(torch.from_numpy(window).to(self.device))
 
@@ -369,6 +368,14 @@ def _lower_id_first(scores: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
     order = np.lexsort((ids.numpy(), -scores.numpy().astype(np.float64)), axis=-1)   # score desc, id asc
     order = torch.from_numpy(order)
     return scores.gather(1, order), ids.gather(1, order)
+
+
+def _flatten(histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(flat items, starts, ends) of a list of dense histories, as CSR slices."""
+    lengths = np.array([h.size for h in histories], dtype=np.int64)
+    ends = np.cumsum(lengths)
+    flat = np.concatenate(histories).astype(np.int64) if len(histories) else np.zeros(0, np.int64)
+    return flat, ends - lengths, ends
 
 
 def _exclusion_pairs(seen: list[np.ndarray | None], deny: list[np.ndarray | None]

@@ -110,3 +110,16 @@ def gather_windows(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, max
     out = np.full(index.shape, pad, dtype=values.dtype)
     out[valid] = values[index[valid]]
     return out
+
+
+def slice_pairs(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, value) of every element of the slices `values[starts[i]:ends[i]]`, both [P] int64, sorted by
+    value (stable). One repeat/arange gather over all slices, no loop over rows."""
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(ends, dtype=np.int64) - starts                              # [B]
+    rows = np.repeat(np.arange(lengths.shape[0], dtype=np.int64), lengths)           # [P]
+    run_starts = np.cumsum(lengths) - lengths                                        # [B] start of row b's run
+    index = np.repeat(starts - run_starts, lengths) + np.arange(rows.shape[0])       # [P] into values
+    picked = values[index].astype(np.int64)                                          # [P]
+    order = np.argsort(picked, kind="stable")
+    return rows[order], picked[order]

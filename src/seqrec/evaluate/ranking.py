@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqrec.data.sequences import slice_pairs
 from seqrec.data.splits import Targets
 from seqrec.evaluate.metrics import DEFAULT_KS, metrics_from_ranks
 
@@ -170,14 +171,7 @@ def _history_pairs(part: Targets) -> Pairs:
     The full history of row b is `data.items[offsets[users[b]]:positions[b]]`; all rows are gathered in one
     fancy index built with repeat/arange over the CSR offsets.
     """
-    starts = part.input_starts.astype(np.int64)                                     # [B]
-    lengths = part.positions.astype(np.int64) - starts                              # [B]
-    rows = np.repeat(np.arange(len(part), dtype=np.int64), lengths)                 # [P]
-    run_starts = np.cumsum(lengths) - lengths                                       # [B] start of row b's run
-    index = np.repeat(starts - run_starts, lengths) + np.arange(rows.shape[0])      # [P] into data.items
-    items = part.data.items[index].astype(np.int64)                                 # [P]
-    order = np.argsort(items, kind="stable")
-    return rows[order], items[order]
+    return slice_pairs(part.data.items, part.input_starts, part.positions)
 
 
 def _check_call(model, targets: Targets, batch_size: int, max_block: int,
