@@ -30,6 +30,7 @@ from datetime import date
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+AT_KS = (10, 50, 200)
 REFERENCES = {"SASRec+ (Klenitskiy & Vasilev 2023)": {"HR@10": 0.3152, "NDCG@10": 0.1821},
               "gSASRec (Petrov & Macdonald 2023)": {"HR@10": 0.3003, "NDCG@10": 0.1726}}
 
@@ -44,10 +45,15 @@ def main() -> int:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
                         "(epoch times and the elapsed clock in its log carry over)")
     parser.add_argument("--table", action="store_true", help="print the markdown table of all results and exit")
+    parser.add_argument("--add-metrics", metavar="RESULT_JSON", default=None,
+                        help="add the test metrics at k = 10, 50, 200 (test_at) of the run named in RESULT_JSON, "
+                             "from its best checkpoint, to that file, and exit")
     args = parser.parse_args()
     if args.table:
         print(table(sorted((HERE / "results").glob("ml1m_*.json"))))
         return 0
+    if args.add_metrics:
+        return add_metrics(Path(args.add_metrics))
     args.config = args.config or str(HERE.parent / "configs" / f"ml1m_{args.model}.yaml")
     args.result = args.result or str(HERE / "results" / f"ml1m_{args.model}.json")
 
@@ -86,6 +92,7 @@ def main() -> int:
         "sequences_per_second_median": _median(r["sequences_per_second"] for r in records),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "full_ranking_eval_seconds_median": round(statistics.median(eval_seconds), 3),
+        "test_at": test_at(run, config),
         "references": REFERENCES,
     }
     Path(args.result).parent.mkdir(parents=True, exist_ok=True)
@@ -100,23 +107,50 @@ def main() -> int:
     return 0
 
 
+def test_at(run, config) -> dict:
+    """Test metrics at k = 10, 50, 200 (HR, NDCG, MRR) of the run's model, history excluded as configured."""
+    from seqrec.evaluate import evaluate
+
+    return evaluate(run.model, run.split.test, ks=AT_KS, exclude_history=config.eval.exclude_history,
+                    batch_size=config.eval.batch_size)
+
+
+def add_metrics(result_path: Path) -> int:
+    """Load the run of a results file (best checkpoint) and add its `test_at` metrics to the file."""
+    from seqrec.api import Run
+
+    result = json.loads(result_path.read_text())
+    run = Run.load(result["run_dir"])
+    result["test_at"] = test_at(run, run.config)
+    if abs(result["test_at"]["NDCG@10"] - result["test"]["NDCG@10"]) > 1e-6:
+        print(f"the run's best checkpoint gives test NDCG@10 {result['test_at']['NDCG@10']:.6f}, the file says "
+              f"{result['test']['NDCG@10']:.6f}: not the same model", file=sys.stderr)
+        return 1
+    result_path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"added test_at to {result_path}: " + ", ".join(f"{k} {v:.4f}" for k, v in result["test_at"].items()
+                                                          if k.startswith(("HR", "NDCG"))))
+    return 0
+
+
 def _median(values):
     values = [v for v in values if v is not None]
     return round(statistics.median(values), 2) if values else None
 
 
 def table(paths: list[Path]) -> str:
-    """Markdown table, one row per results file (models in the issue's order, then any others)."""
-    order = ["pop", "sasrec", "gru4rec", "bert4rec", "nextitnet"]
-    rows = [json.loads(p.read_text()) for p in paths]
-    rows.sort(key=lambda r: (order.index(r["model"]) if r.get("model") in order else len(order), r.get("model", "")))
-    lines = ["| model | test HR@10 | test NDCG@10 | test MRR | best epoch / run | s/epoch | seq/s | peak RSS MB | "
-             "wall to best | eval s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        test = r["test"]
+    """Markdown table, one row per results file, named after it (`ml1m_<name>.json`; the issue's models first)."""
+    order = ["pop", "sasrec", "gru4rec", "bert4rec", "nextitnet", "sasrec_sampled", "hstu", "hstu_large",
+             "hstu_large_mol"]
+    rows = [(p.stem.removeprefix("ml1m_"), json.loads(p.read_text())) for p in paths]
+    rows.sort(key=lambda nr: (order.index(nr[0]) if nr[0] in order else len(order), nr[0]))
+    lines = ["| config | test HR@10 | test NDCG@10 | test MRR | HR@50 | HR@200 | NDCG@200 | best epoch / run | "
+             "s/epoch | seq/s | peak RSS MB | wall to best | eval s |", "|---|" + "---:|" * 12]
+    for name, r in rows:
+        test, at = r["test"], r.get("test_at", {})
         to_best = r.get("seconds_to_best_epoch")
+        extra = " | ".join(f"{at[m]:.4f}" if m in at else "-" for m in ("HR@50", "HR@200", "NDCG@200"))
         lines.append(
-            f"| {r.get('model', '?')} | {test['HR@10']:.4f} | {test['NDCG@10']:.4f} | {test['MRR']:.4f} | "
+            f"| {name} | {test['HR@10']:.4f} | {test['NDCG@10']:.4f} | {test['MRR']:.4f} | {extra} | "
             f"{r.get('best_epoch')} / {r.get('epochs_run')} | {r.get('seconds_per_epoch_median') or '-'} | "
             f"{r.get('sequences_per_second_median') or '-'} | {r['peak_rss_mb']:.0f} | "
             f"{f'{to_best / 60:.1f} min' if to_best else '-'} | {r['full_ranking_eval_seconds_median']} |")

@@ -166,6 +166,9 @@ BAD = [
     ({"user": 1, "colour": "red"}, 422, "unknown field 'colour'"),
     ([1, 2, 3], 422, "the body must be a JSON object"),
     ({"history": list(range(1, 502))}, 422, "history has 501 items; at most 500"),
+    ({"history": [1, 2], "times": [5]}, 422, "times has 1 values but the history has 2 items"),
+    ({"history": [1], "times": ["noon"]}, 422, "times.0: Input should be a valid integer"),
+    ({"user": 1, "times": [5]}, 422, "times go with a raw history"),
 ]
 
 

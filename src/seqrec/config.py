@@ -224,6 +224,9 @@ class TrainConfig(_Section):
     max_minutes: float | None = Field(None, gt=0, description="wall-clock budget: stop after the epoch that "
                                                               "crosses it; null = none")
     align: Literal["right", "left"] = Field("right", description="padding side of training rows")
+    batching: Literal["random", "length"] = Field(
+        "random", description="random: batches of shuffled rows; length: shuffled rows grouped by length in pools "
+                              "of 64 batches, batches in random order (less padding, about 2x faster on ML-1M)")
 
     @field_validator("device")
     @classmethod

@@ -47,6 +47,7 @@ class Query:
     """One request, in dense ids: the history the model reads and the candidates' rules.
 
     history: [H] int64 dense item ids, oldest first (all of it is 'seen'; the model reads the last max_len).
+    times: [H] int64 timestamps of the history's items, for a model that reads them (`uses_times`), else None.
     """
 
     history: np.ndarray
@@ -54,6 +55,7 @@ class Query:
     exclude_seen: bool = True
     allow: np.ndarray | None = None    # [A] dense ids: only these may be recommended
     deny: np.ndarray | None = None     # [X] dense ids: never recommended
+    times: np.ndarray | None = None    # [H] timestamps of `history` (models with `uses_times` only)
 
 
 @dataclass
@@ -148,14 +150,46 @@ class Recommender:
 
     # ------------------------------------------------------------------ raw ids -> dense queries
 
+    @property
+    def uses_times(self) -> bool:
+        """Whether the model reads timestamps: a raw `history` then needs its `times`."""
+        return bool(getattr(self.model, "uses_times", False))
+
     def user_history(self, user) -> np.ndarray:
         """[H] dense item ids of a known user's whole log, oldest first; RecommendError if unknown."""
+        return self.data.items[self._user_slice(user)].astype(np.int64)
+
+    def _user_slice(self, user) -> slice:
         try:
             dense = self.data.users.encode(np.asarray([user]))
         except SeqrecError:
             raise RecommendError(f"unknown user {user!r}", status=404, field="user") from None
         u = int(dense[0])
-        return self.data.items[self.data.offsets[u]:self.data.offsets[u + 1]].astype(np.int64)
+        return slice(int(self.data.offsets[u]), int(self.data.offsets[u + 1]))
+
+    def encode_times(self, times, length: int) -> np.ndarray | None:
+        """The timestamps of a raw history of `length` items as [H] int64; None when the model reads none and
+        none were given.
+
+        Raises:
+            RecommendError: the model reads timestamps and none were given, or they are not one integer per
+                history item.
+        """
+        if times is None:
+            if self.uses_times:
+                raise RecommendError("this model reads timestamps (HSTU with time_bias): give 'times', one "
+                                     "integer timestamp per history item", field="times")
+            return None
+        if isinstance(times, (str, bytes)) or not hasattr(times, "__len__"):
+            raise RecommendError("times must be a list of integer timestamps", field="times")
+        values = list(times)
+        if len(values) != length:
+            raise RecommendError(f"times has {len(values)} values but the history has {length} items; give one "
+                                 "timestamp per history item", field="times")
+        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in values):
+            bad = next(v for v in values if isinstance(v, bool) or not isinstance(v, (int, np.integer)))
+            raise RecommendError(f"times must be integer timestamps (seconds), got {bad!r}", field="times")
+        return np.asarray(values, dtype=np.int64)
 
     def encode_items(self, raw_ids, *, ignore_unknown: bool = False, field: str = "history"
                      ) -> tuple[np.ndarray, list]:
@@ -164,19 +198,24 @@ class Recommender:
         Unknown ids are an error naming them, unless `ignore_unknown`.
         """
         values = list(raw_ids)
-        if not values:
-            return np.zeros(0, dtype=np.int64), []
-        vocab = self.data.item_vocab
-        try:
-            dense = vocab.encode(np.asarray(values, dtype=object if not vocab.is_integer else None), missing=-1)
-        except SeqrecError:  # not even of the id type (text for integer ids)
-            dense = np.array([self._encode_one(v) for v in values], dtype=np.int64)
+        dense = self._dense(values)
         unknown = [values[i] for i in np.flatnonzero(dense < 0)]
         if unknown and not ignore_unknown:
             shown = ", ".join(repr(v) for v in unknown[:10]) + (f" and {len(unknown) - 10} more"
                                                                 if len(unknown) > 10 else "")
             raise RecommendError(f"unknown item id(s) in {field}: {shown}", field=field)
         return dense[dense >= 0].astype(np.int64), unknown
+
+    def _dense(self, values: list) -> np.ndarray:
+        """[M] int64 dense ids of raw item ids, -1 for the unknown ones."""
+        if not values:
+            return np.zeros(0, dtype=np.int64)
+        vocab = self.data.item_vocab
+        try:
+            return vocab.encode(np.asarray(values, dtype=object if not vocab.is_integer else None),
+                                missing=-1).astype(np.int64)
+        except SeqrecError:  # not even of the id type (text for integer ids)
+            return np.array([self._encode_one(v) for v in values], dtype=np.int64)
 
     def _encode_one(self, value) -> int:
         try:
@@ -185,34 +224,52 @@ class Recommender:
             return -1
 
     def query(self, *, user=None, history=None, k: int = 10, exclude_seen: bool = True, allow=None, deny=None,
-              ignore_unknown: bool = False) -> tuple[Query, list]:
-        """Validate one request in raw ids; (Query, ignored unknown ids)."""
+              ignore_unknown: bool = False, times=None) -> tuple[Query, list]:
+        """Validate one request in raw ids; (Query, ignored unknown ids). `times`: the timestamps of a raw
+        `history`, one per item (needed by a model that reads them; a known user's come from the data)."""
         if (user is None) == (history is None):
             raise RecommendError("give exactly one of 'user' or 'history'", field="user")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise RecommendError(f"k must be a positive integer, got {k!r}", field="k")
         ignored: list = []
+        seen_times = None
         if user is not None:
-            seen = self.user_history(user)
+            if times is not None:
+                raise RecommendError("times go with a raw history; a known user's come from the data",
+                                     field="times")
+            rows = self._user_slice(user)
+            seen = self.data.items[rows].astype(np.int64)
+            seen_times = self.data.times[rows].astype(np.int64) if self.uses_times else None
         else:
             if isinstance(history, (str, bytes)):
                 raise RecommendError("history must be a list of item ids", field="history")
-            seen, ignored = self.encode_items(history, ignore_unknown=ignore_unknown)
+            history = list(history)
+            checked = self.encode_times(times, len(history))                           # before the ids
+            seen, ignored, known = self._encode_history(history, ignore_unknown)
+            seen_times = checked[known] if checked is not None else None
             if seen.size == 0:
                 what = "has no known item" if ignored else "is empty"
                 raise RecommendError(f"the history {what}; give at least one known item id", field="history")
         allow_ids = self.encode_items(allow, ignore_unknown=ignore_unknown, field="allow")[0] \
             if allow is not None else None
         deny_ids = self.encode_items(deny, ignore_unknown=True, field="deny")[0] if deny is not None else None
-        return Query(seen, int(k), bool(exclude_seen), allow_ids, deny_ids), ignored
+        return Query(seen, int(k), bool(exclude_seen), allow_ids, deny_ids,
+                     seen_times if self.uses_times else None), ignored
+
+    def _encode_history(self, history, ignore_unknown: bool) -> tuple[np.ndarray, list, np.ndarray]:
+        """(dense ids of the known items, unknown raw ids, [H] bool mask of the known items)."""
+        values = list(history)
+        seen, ignored = self.encode_items(values, ignore_unknown=ignore_unknown)
+        return seen, ignored, self._dense(values) >= 0
 
     # ------------------------------------------------------------------ answering
 
     def recommend(self, user=None, *, history=None, k: int = 10, exclude_seen: bool = True, allow=None,
-                  deny=None, ignore_unknown: bool = False) -> Recommendation:
-        """Top-k for a known `user` (raw id; their whole log is the history) or a raw item `history`."""
+                  deny=None, ignore_unknown: bool = False, times=None) -> Recommendation:
+        """Top-k for a known `user` (raw id; their whole log is the history) or a raw item `history` (with its
+        `times`, one timestamp per item, for a model that reads them)."""
         query, ignored = self.query(user=user, history=history, k=k, exclude_seen=exclude_seen, allow=allow,
-                                    deny=deny, ignore_unknown=ignore_unknown)
+                                    deny=deny, ignore_unknown=ignore_unknown, times=times)
         answer = self.recommend_many([query])[0]
         answer.ignored = ignored
         return answer
@@ -222,7 +279,8 @@ class Recommender:
         if not queries:
             return []
         histories = [q.history for q in queries]
-        states = self.states(histories)                                                # [B, D]
+        times = [q.times for q in queries] if self.uses_times else None
+        states = self.states(histories, times)                                         # [B, D]
         out: list[Recommendation | None] = [None] * len(queries)
         plain = [i for i, q in enumerate(queries) if q.allow is None]
         if plain:
@@ -239,17 +297,26 @@ class Recommender:
         return out  # type: ignore[return-value]
 
     def recommend_batch(self, users=None, *, histories=None, k: int = 10, exclude_seen: bool = True,
-                        batch_size: int = 512):
-        """Top-k for many users (raw ids; None = every user) or raw histories, as a polars DataFrame with
-        columns `query` (the user id, or the history's index), `rank` (1 = best), `item`, `score`."""
+                        batch_size: int = 512, times=None):
+        """Top-k for many users (raw ids; None = every user) or raw histories (with `times`, a list of
+        timestamp lists, for a model that reads them), as a polars DataFrame with columns `query` (the user
+        id, or the history's index), `rank` (1 = best), `item`, `score`."""
         import polars as pl
 
         if (users is not None) and (histories is not None):
             raise RecommendError("give users or histories, not both", field="users")
         if isinstance(k, bool) or k < 1:
             raise RecommendError(f"k must be a positive integer, got {k!r}", field="k")
+        flat_times = self.data.times if self.uses_times else None
         if histories is not None:
-            flat, starts, ends = _flatten([self.query(history=h, k=k)[0].history for h in histories])
+            histories = list(histories)
+            if times is not None and len(times) != len(histories):
+                raise RecommendError(f"times has {len(times)} lists for {len(histories)} histories", field="times")
+            queries = [self.query(history=h, k=k, times=None if times is None else times[i])[0]
+                       for i, h in enumerate(histories)]
+            flat, starts, ends = _flatten([q.history for q in queries])
+            if self.uses_times:
+                flat_times = _flatten([q.times for q in queries])[0]
             keys = np.arange(starts.shape[0])
         else:
             if users is None:
@@ -267,7 +334,7 @@ class Recommender:
         all_scores = np.full((count, k), -np.inf, dtype=np.float32)
         for low in range(0, count, batch_size):
             chosen = order[low:low + batch_size]
-            states = self._states(flat, starts[chosen], ends[chosen])
+            states = self._states(flat, starts[chosen], ends[chosen], flat_times)
             excluded = slice_pairs(flat, starts[chosen], ends[chosen]) if exclude_seen else None
             ids, scores = self.topk(states, k, excluded)
             width = ids.shape[1]
@@ -282,16 +349,26 @@ class Recommender:
 
     # ------------------------------------------------------------------ tensors
 
-    def states(self, histories: list[np.ndarray]) -> Tensor:
-        """[B, D] model states after each dense history (the last `max_len` items of each), one forward."""
-        return self._states(*_flatten(histories))
+    def states(self, histories: list[np.ndarray], times: list[np.ndarray] | None = None) -> Tensor:
+        """[B, D] model states after each dense history (the last `max_len` items of each), one forward;
+        `times`: the histories' timestamps, for a model that reads them."""
+        flat, starts, ends = _flatten(histories)
+        return self._states(flat, starts, ends, _flatten(times)[0] if times is not None else None)
 
-    def _states(self, flat: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Tensor:
-        """[B, D] states after the histories `flat[starts[i]:ends[i]]` (a CSR slice set, e.g. the data's own)."""
+    def _states(self, flat: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                flat_times: np.ndarray | None = None) -> Tensor:
+        """[B, D] states after the histories `flat[starts[i]:ends[i]]` (a CSR slice set, e.g. the data's own),
+        whose timestamps are `flat_times[starts[i]:ends[i]]` (read when the model uses them)."""
         width = int(max(1, min(self.max_len, (ends - starts).max(initial=1))))
         window = gather_windows(flat, starts, ends, width).astype(np.int64)            # [B, W] right-aligned
         with torch.inference_mode():
-            return self.model.predict(torch.from_numpy(window).to(self.device))
+            items = torch.from_numpy(window).to(self.device)
+            if self.uses_times:
+                if flat_times is None:
+                    raise RecommendError("this model reads timestamps; give the histories' times", field="times")
+                times = gather_windows(flat_times, starts, ends, width).astype(np.int64)
+                return self.model.predict(items, torch.from_numpy(times).to(self.device))
+            return self.model.predict(items)
 
     def topk(self, states: Tensor, k: int, excluded: tuple[np.ndarray, np.ndarray] | None = None
              ) -> tuple[Tensor, Tensor]:

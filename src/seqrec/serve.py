@@ -55,6 +55,8 @@ class RecommendRequest(BaseModel):
 
     user: RawId | None = Field(None, description="a known user's raw id; their whole log is the history")
     history: list[RawId] | None = Field(None, description="raw item ids, oldest first")
+    times: list[StrictInt] | None = Field(None, description="timestamps of the history's items, one each (only "
+                                                            "for a model that reads them: HSTU with time_bias)")
     k: StrictInt = Field(10, description="number of items to return (1..max_k)")
     exclude_seen: StrictBool = Field(True, description="never recommend items of the history")
     allow: list[RawId] | None = Field(None, description="recommend only among these raw item ids")
@@ -211,7 +213,7 @@ def create_app(recommender: Recommender, settings: ServeSettings | None = None) 
         _check_bounds(body, settings)
         query, ignored = recommender.query(user=body.user, history=body.history, k=body.k,
                                            exclude_seen=body.exclude_seen, allow=body.allow, deny=body.deny,
-                                           ignore_unknown=body.ignore_unknown)
+                                           ignore_unknown=body.ignore_unknown, times=body.times)
         answer = await batcher.submit(query)
         answer.ignored = ignored
         out = answer.to_dict()
@@ -255,7 +257,7 @@ async def _unexpected(_request: Request, error: Exception) -> JSONResponse:  # a
 
 
 def _check_bounds(body: RecommendRequest, settings: ServeSettings) -> None:
-    for name in ("history", "allow", "deny"):
+    for name in ("history", "times", "allow", "deny"):
         values = getattr(body, name)
         if values is not None and len(values) > settings.max_items:
             raise RecommendError(f"{name} has {len(values)} items; at most {settings.max_items} are accepted",
@@ -288,8 +290,8 @@ def _validation_response(problems: list[dict]) -> JSONResponse:
             text = repr(problem["input"])
             shown = f" (got {text[:60] + '…' if len(text) > 60 else text})"
         if problem.get("type") == "extra_forbidden":
-            messages.append(f"unknown field {where!r}; known: user, history, k, exclude_seen, allow, deny, "
-                            "ignore_unknown")
+            messages.append(f"unknown field {where!r}; known: user, history, times, k, exclude_seen, allow, "
+                            "deny, ignore_unknown")
         elif problem.get("type") == "model_attributes_type" or not where:
             messages.append("the body must be a JSON object such as {\"user\": 42, \"k\": 10}" + shown)
         else:

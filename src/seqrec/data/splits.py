@@ -55,6 +55,11 @@ class Targets:
         """[M, max_len] int32 most recent history before each target, padded with 0."""
         return gather_windows(self.data.items, self.input_starts, self.positions, max_len, align=align)
 
+    def input_times(self, max_len: int, *, align: str = "right") -> np.ndarray:
+        """[M, max_len] int64 timestamps of `inputs(max_len)`'s items, 0 at padding."""
+        times = gather_windows(self.data.times, self.input_starts, self.positions, max_len, align=align)
+        return times.astype(np.int64)
+
 
 @dataclass(frozen=True)
 class Split:

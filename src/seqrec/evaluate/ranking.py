@@ -97,7 +97,11 @@ def _rank_batch(model, part: Targets, exclude_history: bool, items_per_block: in
     num_columns = int(model.num_items) + 1                                          # N + 1, with padding
     width = int(min(max((part.positions - part.input_starts).max(), 1), model.max_len))
     inputs = torch.from_numpy(part.inputs(width).astype(np.int64)).to(device)       # [B, <= L]
-    states = model.predict(inputs)                                                  # [B, D]
+    if getattr(model, "uses_times", False):                                         # HSTU's time bias
+        times = torch.from_numpy(part.input_times(width)).to(device)                # [B, <= L], 0 at padding
+        states = model.predict(inputs, times)                                       # [B, D]
+    else:
+        states = model.predict(inputs)                                              # [B, D]
     target = torch.from_numpy(part.items.astype(np.int64)).to(device)               # [B]
     rows = torch.arange(num_rows, device=device)                                    # [B]
     excluded = _history_pairs(part) if exclude_history else None

@@ -5,7 +5,8 @@ A model is an `nn.Module` built from its own config and the catalogue size, `Mod
 - `forward(batch) -> Tensor`: sequence states, `[B, L, D]` for every position of a `CausalBatch`;
 - `item_embeddings() -> Tensor`: the item table `[N + 1, D]`, row 0 = padding (never ranked);
 - `predict(items) -> Tensor`: the state `[B, D]` that scores the next item after each history `[B, L]`
-  (left- or right-aligned, 0-padded);
+  (left- or right-aligned, 0-padded); a model that reads timestamps (`uses_times`, HSTU's time bias) is
+  called `predict(items, times)` with the items' timestamps `[B, L]` (0 at padding);
 - `similarity`: the module that turns states and item vectors into scores (dot product by default; a learned
   one such as MoL is a submodule, so its parameters train with the model).
 
@@ -90,9 +91,15 @@ class SequentialRecommender(nn.Module):
     def item_embeddings(self) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def predict(self, items: Tensor) -> Tensor:
-        """[B, D] state after the last real item of each history `items` [B, L]."""
-        states = self(CausalBatch(items=items))                                 # [B, L, D]
+    @property
+    def uses_times(self) -> bool:
+        """Whether the model reads timestamps (`CausalBatch.times`, `predict(items, times)`)."""
+        return False
+
+    def predict(self, items: Tensor, times: Tensor | None = None) -> Tensor:
+        """[B, D] state after the last real item of each history `items` [B, L] (timestamps `times` [B, L]
+        for a model that `uses_times`)."""
+        states = self(CausalBatch(items=items, times=times))                    # [B, L, D]
         last = last_positions(items)                                            # [B]
         return states[torch.arange(items.shape[0], device=items.device), last]  # [B, D]
 
