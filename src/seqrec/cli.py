@@ -187,6 +187,9 @@ def evaluate(run_dir, split_name, as_json) -> None:
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--user", default=None, help="A known user's raw id; their whole log is the history.")
 @click.option("--items", default=None, metavar="ID,ID,...", help="A raw item history, oldest first.")
+@click.option("--times", default=None, metavar="T,T,...",
+              help="With --items: one integer timestamp per item (needed by a model that reads them: HSTU with "
+                   "time_bias).")
 @click.option("--users-file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Recommend for many users: a text file with one user id per line, or a CSV/Parquet file with "
                    "a 'user' column. Written as CSV (or Parquet, by --output's extension).")
@@ -201,7 +204,7 @@ def evaluate(run_dir, split_name, as_json) -> None:
                    "first column is the item id, with a 'title' column (else the second column).")
 @click.option("--ann", is_flag=True, help="Approximate top-k with a faiss HNSW index (pip install 'seqrec[ann]').")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
-def recommend(run_dir, user, items, users_file, output, k, exclude_seen, ignore_unknown, titles, ann,
+def recommend(run_dir, user, items, times, users_file, output, k, exclude_seen, ignore_unknown, titles, ann,
               as_json) -> None:
     """Top-k items for a user (--user), a raw item history (--items) or many users (--users-file)."""
     from seqrec.recommend import Recommender, read_titles
@@ -212,13 +215,17 @@ def recommend(run_dir, user, items, users_file, output, k, exclude_seen, ignore_
         raise click.UsageError("give exactly one of --user, --items or --users-file")
     if output is not None and users_file is None:
         raise click.UsageError("--output goes with --users-file")
+    if times is not None and items is None:
+        raise click.UsageError("--times goes with --items")
+    stamps = _integers(times, "--times") if times is not None else None
     rec = Recommender.load(run_dir, ann=ann)
     names = read_titles(titles) if titles else None
     if users_file is not None:
         _recommend_users_file(rec, users_file, output, k, exclude_seen, names)
         return
     history = [part.strip() for part in items.split(",") if part.strip()] if items is not None else None
-    answer = rec.recommend(user, history=history, k=k, exclude_seen=exclude_seen, ignore_unknown=ignore_unknown)
+    answer = rec.recommend(user, history=history, k=k, exclude_seen=exclude_seen, ignore_unknown=ignore_unknown,
+                           times=stamps)
     rows = [{"rank": rank, "item": item, "score": score, **({"title": names.get(str(item))} if names else {})}
             for rank, (item, score) in enumerate(answer.items, 1)]
     if as_json:
@@ -232,6 +239,17 @@ def recommend(run_dir, user, items, users_file, output, k, exclude_seen, ignore_
     for row in rows:
         title = f"  {row['title']}" if names else ""
         click.echo(f"{row['rank']:>4}  {row['item']!s:>10}  {row['score']:.4f}{title}")
+
+
+def _integers(text: str, option: str) -> list[int]:
+    """'1,2,3' -> [1, 2, 3]; a UsageError naming the value that is not an integer."""
+    values = []
+    for position, part in enumerate((p.strip() for p in text.split(",")), 1):
+        try:
+            values.append(int(part))
+        except ValueError:
+            raise click.UsageError(f"{option}: value {position} ({part!r}) is not an integer timestamp") from None
+    return values
 
 
 def _recommend_users_file(rec, users_file, output, k, exclude_seen, names) -> None:

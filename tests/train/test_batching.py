@@ -192,3 +192,26 @@ def test_dropout_matches_inverted_dropout():
     layer(x).sum().backward()
     assert torch.allclose(x.grad, (~dropped).float() / 0.75)                     # gradient through the mask
     assert torch.equal(layer.eval()(x), x) and torch.equal(Dropout(0.0)(x), x)
+
+
+def test_cli_recommend_takes_times_with_items(ml100k_timed_run, monkeypatch, capsys):
+    import json
+
+    from seqrec.cli import main
+
+    _, out, cache = ml100k_timed_run
+    monkeypatch.setenv("SEQREC_CACHE", str(cache))
+    rec = Recommender.load(out)
+    data = rec.data
+    history = data.item_vocab.decode(data.items[:6]).tolist()
+    stamps = data.times[:6].tolist()
+    expected = rec.recommend(history=history, times=stamps, k=3)
+    capsys.readouterr()
+    assert main(["recommend", str(out), "--items", ",".join(map(str, history)),
+                 "--times", ",".join(map(str, stamps)), "-k", "3", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert [row["item"] for row in answer["items"]] == [item for item, _ in expected.items]
+    assert main(["recommend", str(out), "--items", ",".join(map(str, history))]) == 1
+    assert "give 'times'" in capsys.readouterr().err
+    assert main(["recommend", str(out), "--items", "1,2", "--times", "5,noon"]) == 2
+    assert "--times: value 2 ('noon') is not an integer" in capsys.readouterr().err
