@@ -1,0 +1,119 @@
+"""Training speed per step of models against SASRec on the same ML-1M batches (HSTU; the model zoo).
+
+Builds each pair's trainers on the ML-1M SASRec file (leave-one-out training rows, max length 200), then times
+full training steps (batch, forward, sampled-softmax loss, backward, AdamW step) in interleaved rounds: each
+round runs every config on the same batches, so background load hits every config alike. Reports the median
+milliseconds per step and the ratio to the pair's SASRec. Pairs (the HSTU paper's ML-1M settings):
+
+- `configs/ml1m_hstu.yaml` (2 blocks, 1 head, dims 50) vs `configs/ml1m_sasrec_sampled.yaml` (2 blocks, 1 head, D 50);
+- `configs/ml1m_hstu_large.yaml` (8 blocks, 2 heads, dims 25 per head) vs the SASRec config with 8 blocks and
+  2 heads.
+
+Target (the HSTU issue): HSTU's seconds per epoch at most 1.5x SASRec's at the same depth and width.
+
+`--set zoo` times the ML-1M configs of the model zoo instead (`configs/ml1m_<model>.yaml`: SASRec, GRU4Rec,
+BERT4Rec, NextItNet, full softmax CE); target (the model-zoo issue): NextItNet at most 2x SASRec.
+
+    SEQREC_DATA=../shared/datasets python benchmarks/bench_step_speed.py [--set hstu|zoo] [--rounds 5] [--steps 6]
+
+Writes `benchmarks/results/step_speed_<set>.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CONFIGS = HERE.parent / "configs"
+CASES = {
+    "sasrec (2 blocks)": ("ml1m_sasrec_sampled.yaml", []),
+    "hstu (2 blocks)": ("ml1m_hstu.yaml", []),
+    "sasrec (8 blocks, 2 heads)": ("ml1m_sasrec_sampled.yaml", ["model.num_blocks=8", "model.num_heads=2"]),
+    "hstu-large (8 blocks, 2 heads)": ("ml1m_hstu_large.yaml", []),
+}
+PAIRS = {"hstu (2 blocks)": "sasrec (2 blocks)", "hstu-large (8 blocks, 2 heads)": "sasrec (8 blocks, 2 heads)"}
+ZOO = {name: (f"ml1m_{name}.yaml", []) for name in ("sasrec", "gru4rec", "bert4rec", "nextitnet")}
+ZOO_PAIRS = {name: "sasrec" for name in ("gru4rec", "bert4rec", "nextitnet")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", dest="which", default="hstu", choices=["hstu", "zoo"], help="which configs")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (the median is over them)")
+    parser.add_argument("--steps", type=int, default=6, help="training steps per config per round")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--batching", default="random", choices=["random", "length"], help="train.batching")
+    parser.add_argument("--result", default=None, help="default: results/step_speed_<set>.json")
+    args = parser.parse_args()
+    args.result = args.result or str(HERE / "results" / f"step_speed_{args.which}.json")
+    cases, pairs = (CASES, PAIRS) if args.which == "hstu" else (ZOO, ZOO_PAIRS)
+
+    import numpy as np
+    import torch
+
+    from seqrec import api
+    from seqrec.config import load_config
+    from seqrec.models import build_model
+    from seqrec.train.trainer import Trainer, length_batches
+
+    torch.set_num_threads(args.threads)
+    trainers, split = {}, None
+    for name, (file, overrides) in cases.items():
+        config = load_config(CONFIGS / file, [*overrides, "train.progress=false", f"train.batching={args.batching}"])
+        split = split or api.load_split(config)
+        torch.manual_seed(0)
+        model = build_model(config.model.name, split.data.num_items, config.model.params)
+        trainers[name] = Trainer(model, split, config)
+        trainers[name].model.train()
+    first = next(iter(trainers.values()))
+    rng = np.random.default_rng(0)
+    order = rng.permutation(first.starts.shape[0])
+    if args.batching == "length":
+        lengths = np.minimum(first.ends - first.starts, first.model.max_len + 1)
+        batches = length_batches(order, lengths, first.train_cfg.batch_size, rng)
+    else:
+        size = first.train_cfg.batch_size
+        batches = [order[i:i + size] for i in range(0, order.shape[0] - size + 1, size)]
+    for trainer in trainers.values():                                          # warm-up
+        trainer._step(batches[0])
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    for round_ in range(args.rounds):
+        chosen = batches[1 + round_ * args.steps: 1 + (round_ + 1) * args.steps]
+        for name, trainer in trainers.items():
+            started = time.perf_counter()
+            for rows in chosen:
+                trainer._step(rows)
+            times[name].append((time.perf_counter() - started) / len(chosen) * 1000)
+        print(f"round {round_ + 1}: " + ", ".join(f"{n} {t[-1]:.0f} ms" for n, t in times.items()), flush=True)
+    steps_per_epoch = len(batches)
+    rows = {name: {"ms_per_step_median": round(statistics.median(t), 1), "ms_per_step": [round(x, 1) for x in t],
+                   "seconds_per_epoch_estimate": round(statistics.median(t) * steps_per_epoch / 1000, 1),
+                   "parameters": sum(p.numel() for p in trainers[name].model.parameters())}
+            for name, t in times.items()}
+    for model, sasrec in pairs.items():
+        rows[model]["ratio_to_sasrec"] = round(rows[model]["ms_per_step_median"] / rows[sasrec]["ms_per_step_median"],
+                                               2)
+    result = {"date": date.today().isoformat(), "set": args.which, "threads": args.threads, "batching": args.batching,
+              "rounds": args.rounds, "steps_per_round": args.steps, "steps_per_epoch": steps_per_epoch,
+              "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
+                          "torch": torch.__version__}, "cases": rows}
+    Path(args.result).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.result).write_text(json.dumps(result, indent=1) + "\n")
+    print("| config | ms/step (median) | s/epoch (estimate) | x SASRec | parameters |")
+    print("|---|---:|---:|---:|---:|")
+    for name, row in rows.items():
+        print(f"| {name} | {row['ms_per_step_median']} | {row['seconds_per_epoch_estimate']} | "
+              f"{row.get('ratio_to_sasrec', '-')} | {row['parameters']:,} |")
+    print(f"wrote {args.result}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
