@@ -190,6 +190,9 @@ def evaluate(run_dir, split_name, as_json) -> None:
 @click.option("--times", default=None, metavar="T,T,...",
               help="With --items: one integer timestamp per item (needed by a model that reads them: HSTU with "
                    "time_bias).")
+@click.option("--ratings", default=None, metavar="R,R,...",
+              help="With --items: one rating per item (needed by a model that reads them: HSTU with inputs "
+                   "items_ratings or interleaved).")
 @click.option("--users-file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Recommend for many users: a text file with one user id per line, or a CSV/Parquet file with "
                    "a 'user' column. Written as CSV (or Parquet, by --output's extension).")
@@ -204,8 +207,8 @@ def evaluate(run_dir, split_name, as_json) -> None:
                    "first column is the item id, with a 'title' column (else the second column).")
 @click.option("--ann", is_flag=True, help="Approximate top-k with a faiss HNSW index (pip install 'seqrec[ann]').")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
-def recommend(run_dir, user, items, times, users_file, output, k, exclude_seen, ignore_unknown, titles, ann,
-              as_json) -> None:
+def recommend(run_dir, user, items, times, ratings, users_file, output, k, exclude_seen, ignore_unknown, titles,
+              ann, as_json) -> None:
     """Top-k items for a user (--user), a raw item history (--items) or many users (--users-file)."""
     from seqrec.recommend import Recommender, read_titles
 
@@ -217,7 +220,10 @@ def recommend(run_dir, user, items, times, users_file, output, k, exclude_seen, 
         raise click.UsageError("--output goes with --users-file")
     if times is not None and items is None:
         raise click.UsageError("--times goes with --items")
+    if ratings is not None and items is None:
+        raise click.UsageError("--ratings goes with --items")
     stamps = _integers(times, "--times") if times is not None else None
+    rated = _numbers(ratings, "--ratings") if ratings is not None else None
     rec = Recommender.load(run_dir, ann=ann)
     names = read_titles(titles) if titles else None
     if users_file is not None:
@@ -225,7 +231,7 @@ def recommend(run_dir, user, items, times, users_file, output, k, exclude_seen, 
         return
     history = [part.strip() for part in items.split(",") if part.strip()] if items is not None else None
     answer = rec.recommend(user, history=history, k=k, exclude_seen=exclude_seen, ignore_unknown=ignore_unknown,
-                           times=stamps)
+                           times=stamps, ratings=rated)
     rows = [{"rank": rank, "item": item, "score": score, **({"title": names.get(str(item))} if names else {})}
             for rank, (item, score) in enumerate(answer.items, 1)]
     if as_json:
@@ -249,6 +255,22 @@ def _integers(text: str, option: str) -> list[int]:
             values.append(int(part))
         except ValueError:
             raise click.UsageError(f"{option}: value {position} ({part!r}) is not an integer timestamp") from None
+    return values
+
+
+def _numbers(text: str, option: str) -> list[float]:
+    """'4,3.5,5' -> [4.0, 3.5, 5.0]; a UsageError naming the value that is not a finite number."""
+    import math
+
+    values = []
+    for position, part in enumerate((p.strip() for p in text.split(",")), 1):
+        try:
+            value = float(part)
+        except ValueError:
+            value = float("nan")
+        if not math.isfinite(value):
+            raise click.UsageError(f"{option}: value {position} ({part!r}) is not a number")
+        values.append(value)
     return values
 
 

@@ -11,6 +11,9 @@ and the exact top-k is taken over the item table in contiguous id chunks, so no 
 `max_block` elements whatever the catalogue size; a running top-k is merged chunk by chunk. The padding item
 is never recommended; `exclude_seen` removes the whole history (not only the part the model reads); `deny`
 removes items; `allow` restricts the candidates to a list. Within an answer, equal scores are listed by item id.
+
+A model that reads timestamps (`uses_times`) or ratings (`uses_ratings`) gets a known user's from the data; a raw
+history then needs its `times` / `ratings`, one per item (ratings become ids 1..R as in training: `rating_ids`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 from torch import Tensor
 
 from seqrec.config import RunConfig
+from seqrec.data.batches import rating_ids
 from seqrec.data.sequences import SequenceData, gather_windows, slice_pairs
 from seqrec.errors import DataError, SeqrecError
 from seqrec.models import SequentialRecommender
@@ -48,6 +52,8 @@ class Query:
 
     history: [H] int64 dense item ids, oldest first (all of it is 'seen'; the model reads the last max_len).
     times: [H] int64 timestamps of the history's items, for a model that reads them (`uses_times`), else None.
+    ratings: [H] float64 raw ratings of the history's items, for a model that reads them (`uses_ratings`), else
+        None.
     """
 
     history: np.ndarray
@@ -56,6 +62,7 @@ class Query:
     allow: np.ndarray | None = None    # [A] dense ids: only these may be recommended
     deny: np.ndarray | None = None     # [X] dense ids: never recommended
     times: np.ndarray | None = None    # [H] timestamps of `history` (models with `uses_times` only)
+    ratings: np.ndarray | None = None  # [H] raw ratings of `history` (models with `uses_ratings` only)
 
 
 @dataclass
@@ -155,6 +162,11 @@ class Recommender:
         """Whether the model reads timestamps: a raw `history` then needs its `times`."""
         return bool(getattr(self.model, "uses_times", False))
 
+    @property
+    def uses_ratings(self) -> bool:
+        """Whether the model reads ratings: a raw `history` then needs its `ratings`."""
+        return bool(getattr(self.model, "uses_ratings", False))
+
     def user_history(self, user) -> np.ndarray:
         """[H] dense item ids of a known user's whole log, oldest first; RecommendError if unknown."""
         return self.data.items[self._user_slice(user)].astype(np.int64)
@@ -191,6 +203,32 @@ class Recommender:
             raise RecommendError(f"times must be integer timestamps (seconds), got {bad!r}", field="times")
         return np.asarray(values, dtype=np.int64)
 
+    def encode_ratings(self, ratings, length: int) -> np.ndarray | None:
+        """The ratings of a raw history of `length` items as [H] float64; None when the model reads none and
+        none were given. They become rating ids as in training (rounded, clamped to 1..R: `rating_ids`).
+
+        Raises:
+            RecommendError: the model reads ratings and none were given, or they are not one finite number per
+                history item.
+        """
+        if ratings is None:
+            if self.uses_ratings:
+                raise RecommendError("this model reads ratings (HSTU with rating inputs): give 'ratings', one "
+                                     "rating per history item", field="ratings")
+            return None
+        if isinstance(ratings, (str, bytes)) or not hasattr(ratings, "__len__"):
+            raise RecommendError("ratings must be a list of numbers", field="ratings")
+        values = list(ratings)
+        if len(values) != length:
+            raise RecommendError(f"ratings has {len(values)} values but the history has {length} items; give one "
+                                 "rating per history item", field="ratings")
+        bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, float, np.integer,
+                                                                                      np.floating))
+                    or not np.isfinite(v)), None)
+        if bad is not None:
+            raise RecommendError(f"ratings must be finite numbers, got {bad!r}", field="ratings")
+        return np.asarray(values, dtype=np.float64)
+
     def encode_items(self, raw_ids, *, ignore_unknown: bool = False, field: str = "history"
                      ) -> tuple[np.ndarray, list]:
         """Raw item ids -> (dense ids [M] of the known ones, the unknown raw ids).
@@ -224,37 +262,48 @@ class Recommender:
             return -1
 
     def query(self, *, user=None, history=None, k: int = 10, exclude_seen: bool = True, allow=None, deny=None,
-              ignore_unknown: bool = False, times=None) -> tuple[Query, list]:
-        """Validate one request in raw ids; (Query, ignored unknown ids). `times`: the timestamps of a raw
-        `history`, one per item (needed by a model that reads them; a known user's come from the data)."""
+              ignore_unknown: bool = False, times=None, ratings=None) -> tuple[Query, list]:
+        """Validate one request in raw ids; (Query, ignored unknown ids). `times` / `ratings`: the timestamps /
+        ratings of a raw `history`, one per item (needed by a model that reads them; a known user's come from
+        the data)."""
         if (user is None) == (history is None):
             raise RecommendError("give exactly one of 'user' or 'history'", field="user")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise RecommendError(f"k must be a positive integer, got {k!r}", field="k")
         ignored: list = []
-        seen_times = None
+        seen_times = seen_ratings = None
         if user is not None:
-            if times is not None:
-                raise RecommendError("times go with a raw history; a known user's come from the data",
-                                     field="times")
+            for name, value in (("times", times), ("ratings", ratings)):
+                if value is not None:
+                    raise RecommendError(f"{name} go with a raw history; a known user's come from the data",
+                                         field=name)
             rows = self._user_slice(user)
             seen = self.data.items[rows].astype(np.int64)
             seen_times = self.data.times[rows].astype(np.int64) if self.uses_times else None
+            seen_ratings = self._data_ratings()[rows].astype(np.float64) if self.uses_ratings else None
         else:
             if isinstance(history, (str, bytes)):
                 raise RecommendError("history must be a list of item ids", field="history")
             history = list(history)
             checked = self.encode_times(times, len(history))                           # before the ids
+            rated = self.encode_ratings(ratings, len(history))
             seen, ignored, known = self._encode_history(history, ignore_unknown)
             seen_times = checked[known] if checked is not None else None
+            seen_ratings = rated[known] if rated is not None else None
             if seen.size == 0:
                 what = "has no known item" if ignored else "is empty"
                 raise RecommendError(f"the history {what}; give at least one known item id", field="history")
         allow_ids = self.encode_items(allow, ignore_unknown=ignore_unknown, field="allow")[0] \
             if allow is not None else None
         deny_ids = self.encode_items(deny, ignore_unknown=True, field="deny")[0] if deny is not None else None
-        return Query(seen, int(k), bool(exclude_seen), allow_ids, deny_ids,
-                     seen_times if self.uses_times else None), ignored
+        return Query(seen, int(k), bool(exclude_seen), allow_ids, deny_ids, seen_times if self.uses_times else None,
+                     seen_ratings if self.uses_ratings else None), ignored
+
+    def _data_ratings(self) -> np.ndarray:
+        """The data's CSR ratings; RecommendError when a rating model meets data without them."""
+        if self.data.ratings is None:
+            raise RecommendError(f"this model reads ratings, but {self.data.source} has none", field="ratings")
+        return self.data.ratings
 
     def _encode_history(self, history, ignore_unknown: bool) -> tuple[np.ndarray, list, np.ndarray]:
         """(dense ids of the known items, unknown raw ids, [H] bool mask of the known items)."""
@@ -265,11 +314,11 @@ class Recommender:
     # ------------------------------------------------------------------ answering
 
     def recommend(self, user=None, *, history=None, k: int = 10, exclude_seen: bool = True, allow=None,
-                  deny=None, ignore_unknown: bool = False, times=None) -> Recommendation:
+                  deny=None, ignore_unknown: bool = False, times=None, ratings=None) -> Recommendation:
         """Top-k for a known `user` (raw id; their whole log is the history) or a raw item `history` (with its
-        `times`, one timestamp per item, for a model that reads them)."""
+        `times` / `ratings`, one timestamp / rating per item, for a model that reads them)."""
         query, ignored = self.query(user=user, history=history, k=k, exclude_seen=exclude_seen, allow=allow,
-                                    deny=deny, ignore_unknown=ignore_unknown, times=times)
+                                    deny=deny, ignore_unknown=ignore_unknown, times=times, ratings=ratings)
         answer = self.recommend_many([query])[0]
         answer.ignored = ignored
         return answer
@@ -280,7 +329,8 @@ class Recommender:
             return []
         histories = [q.history for q in queries]
         times = [q.times for q in queries] if self.uses_times else None
-        states = self.states(histories, times)                                         # [B, D]
+        ratings = [q.ratings for q in queries] if self.uses_ratings else None
+        states = self.states(histories, times, ratings)                                # [B, D]
         out: list[Recommendation | None] = [None] * len(queries)
         plain = [i for i, q in enumerate(queries) if q.allow is None]
         if plain:
@@ -297,10 +347,10 @@ class Recommender:
         return out  # type: ignore[return-value]
 
     def recommend_batch(self, users=None, *, histories=None, k: int = 10, exclude_seen: bool = True,
-                        batch_size: int = 512, times=None):
-        """Top-k for many users (raw ids; None = every user) or raw histories (with `times`, a list of
-        timestamp lists, for a model that reads them), as a polars DataFrame with columns `query` (the user
-        id, or the history's index), `rank` (1 = best), `item`, `score`."""
+                        batch_size: int = 512, times=None, ratings=None):
+        """Top-k for many users (raw ids; None = every user) or raw histories (with `times` / `ratings`, a list
+        of timestamp / rating lists, for a model that reads them), as a polars DataFrame with columns `query`
+        (the user id, or the history's index), `rank` (1 = best), `item`, `score`."""
         import polars as pl
 
         if (users is not None) and (histories is not None):
@@ -308,15 +358,20 @@ class Recommender:
         if isinstance(k, bool) or k < 1:
             raise RecommendError(f"k must be a positive integer, got {k!r}", field="k")
         flat_times = self.data.times if self.uses_times else None
+        flat_ratings = None
         if histories is not None:
             histories = list(histories)
-            if times is not None and len(times) != len(histories):
-                raise RecommendError(f"times has {len(times)} lists for {len(histories)} histories", field="times")
-            queries = [self.query(history=h, k=k, times=None if times is None else times[i])[0]
+            for name, lists in (("times", times), ("ratings", ratings)):
+                if lists is not None and len(lists) != len(histories):
+                    raise RecommendError(f"{name} has {len(lists)} lists for {len(histories)} histories", field=name)
+            queries = [self.query(history=h, k=k, times=None if times is None else times[i],
+                                  ratings=None if ratings is None else ratings[i])[0]
                        for i, h in enumerate(histories)]
             flat, starts, ends = _flatten([q.history for q in queries])
             if self.uses_times:
                 flat_times = _flatten([q.times for q in queries])[0]
+            if self.uses_ratings:
+                flat_ratings = _flatten([q.ratings for q in queries], np.float64)[0]
             keys = np.arange(starts.shape[0])
         else:
             if users is None:
@@ -327,6 +382,7 @@ class Recommender:
                 except SeqrecError as error:
                     raise RecommendError(str(error), status=404, field="users") from None
             flat, starts, ends = self.data.items, self.data.offsets[index], self.data.offsets[index + 1]
+            flat_ratings = self._data_ratings() if self.uses_ratings else None
             keys = self.data.users.decode(index)
         count = starts.shape[0]
         order = np.argsort(np.minimum(ends - starts, self.max_len), kind="stable")    # similar widths together
@@ -334,7 +390,7 @@ class Recommender:
         all_scores = np.full((count, k), -np.inf, dtype=np.float32)
         for low in range(0, count, batch_size):
             chosen = order[low:low + batch_size]
-            states = self._states(flat, starts[chosen], ends[chosen], flat_times)
+            states = self._states(flat, starts[chosen], ends[chosen], flat_times, flat_ratings)
             excluded = slice_pairs(flat, starts[chosen], ends[chosen]) if exclude_seen else None
             ids, scores = self.topk(states, k, excluded)
             width = ids.shape[1]
@@ -349,26 +405,35 @@ class Recommender:
 
     # ------------------------------------------------------------------ tensors
 
-    def states(self, histories: list[np.ndarray], times: list[np.ndarray] | None = None) -> Tensor:
+    def states(self, histories: list[np.ndarray], times: list[np.ndarray] | None = None,
+               ratings: list[np.ndarray] | None = None) -> Tensor:
         """[B, D] model states after each dense history (the last `max_len` items of each), one forward;
-        `times`: the histories' timestamps, for a model that reads them."""
+        `times` / `ratings`: the histories' timestamps / raw ratings, for a model that reads them."""
         flat, starts, ends = _flatten(histories)
-        return self._states(flat, starts, ends, _flatten(times)[0] if times is not None else None)
+        return self._states(flat, starts, ends, _flatten(times)[0] if times is not None else None,
+                            _flatten(ratings, np.float64)[0] if ratings is not None else None)
 
     def _states(self, flat: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                flat_times: np.ndarray | None = None) -> Tensor:
+                flat_times: np.ndarray | None = None, flat_ratings: np.ndarray | None = None) -> Tensor:
         """[B, D] states after the histories `flat[starts[i]:ends[i]]` (a CSR slice set, e.g. the data's own),
-        whose timestamps are `flat_times[starts[i]:ends[i]]` (read when the model uses them)."""
+        whose timestamps are `flat_times[starts[i]:ends[i]]` and raw ratings `flat_ratings[starts[i]:ends[i]]`
+        (each read when the model uses them)."""
         width = int(max(1, min(self.max_len, (ends - starts).max(initial=1))))
         window = gather_windows(flat, starts, ends, width).astype(np.int64)            # [B, W] right-aligned
+        extra = {}
+        if self.uses_times:
+            if flat_times is None:
+                raise RecommendError("this model reads timestamps; give the histories' times", field="times")
+            times = gather_windows(flat_times, starts, ends, width).astype(np.int64)
+            extra["times"] = torch.from_numpy(times).to(self.device)                  # [B, W]
+        if self.uses_ratings:
+            if flat_ratings is None:
+                raise RecommendError("this model reads ratings; give the histories' ratings", field="ratings")
+            ids = rating_ids(gather_windows(flat_ratings, starts, ends, width), self.model.num_ratings)
+            extra["ratings"] = torch.from_numpy(np.where(window != 0, ids, 0)).to(self.device)   # [B, W]
         with torch.inference_mode():
             items = torch.from_numpy(window).to(self.device)
-            if self.uses_times:
-                if flat_times is None:
-                    raise RecommendError("this model reads timestamps; give the histories' times", field="times")
-                times = gather_windows(flat_times, starts, ends, width).astype(np.int64)
-                return self.model.predict(items, torch.from_numpy(times).to(self.device))
-            return self.model.predict(items)
+            return self.model.predict(items, **extra)
 
     def topk(self, states: Tensor, k: int, excluded: tuple[np.ndarray, np.ndarray] | None = None
              ) -> tuple[Tensor, Tensor]:
@@ -447,11 +512,12 @@ def _lower_id_first(scores: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
     return scores.gather(1, order), ids.gather(1, order)
 
 
-def _flatten(histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(flat items, starts, ends) of a list of dense histories, as CSR slices."""
+def _flatten(histories: list[np.ndarray], dtype=np.int64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(flat values as `dtype`, starts, ends) of a list of dense histories (or their times, ratings), as CSR
+    slices."""
     lengths = np.array([h.size for h in histories], dtype=np.int64)
     ends = np.cumsum(lengths)
-    flat = np.concatenate(histories).astype(np.int64) if len(histories) else np.zeros(0, np.int64)
+    flat = np.concatenate(histories).astype(dtype) if len(histories) else np.zeros(0, dtype)
     return flat, ends - lengths, ends
 
 

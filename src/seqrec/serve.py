@@ -3,9 +3,10 @@
     seqrec serve runs/ml1m --port 8000
     curl -s localhost:8000/recommend -H 'content-type: application/json' -d '{"user": 42, "k": 10}'
 
-Endpoints: `POST /recommend` (a known `user` or a raw item `history`; `k`, `exclude_seen`, `allow`, `deny`,
-`ignore_unknown`), `GET /health`, `GET /model` (model, data fingerprint, metrics of the best epoch), and the
-OpenAPI description at `/openapi.json` with interactive docs at `/docs`.
+Endpoints: `POST /recommend` (a known `user` or a raw item `history`, with its `times` / `ratings` for a model
+that reads them; `k`, `exclude_seen`, `allow`, `deny`, `ignore_unknown`), `GET /health`, `GET /model` (model,
+data fingerprint, metrics of the best epoch), and the OpenAPI description at `/openapi.json` with interactive
+docs at `/docs`.
 
 The model is loaded once. Requests are validated on the event loop, then queued; a worker takes everything
 waiting (up to `max_batch`) and answers it with one batched forward pass and one top-k in a bounded thread
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
 
 from seqrec.recommend import Query, Recommender, RecommendError
@@ -57,6 +58,9 @@ class RecommendRequest(BaseModel):
     history: list[RawId] | None = Field(None, description="raw item ids, oldest first")
     times: list[StrictInt] | None = Field(None, description="timestamps of the history's items, one each (only "
                                                             "for a model that reads them: HSTU with time_bias)")
+    ratings: list[StrictInt | StrictFloat] | None = Field(
+        None, description="ratings of the history's items, one each (only for a model that reads them: HSTU with "
+                          "inputs items_ratings or interleaved)")
     k: StrictInt = Field(10, description="number of items to return (1..max_k)")
     exclude_seen: StrictBool = Field(True, description="never recommend items of the history")
     allow: list[RawId] | None = Field(None, description="recommend only among these raw item ids")
@@ -213,7 +217,8 @@ def create_app(recommender: Recommender, settings: ServeSettings | None = None) 
         _check_bounds(body, settings)
         query, ignored = recommender.query(user=body.user, history=body.history, k=body.k,
                                            exclude_seen=body.exclude_seen, allow=body.allow, deny=body.deny,
-                                           ignore_unknown=body.ignore_unknown, times=body.times)
+                                           ignore_unknown=body.ignore_unknown, times=body.times,
+                                           ratings=body.ratings)
         answer = await batcher.submit(query)
         answer.ignored = ignored
         out = answer.to_dict()
@@ -257,7 +262,7 @@ async def _unexpected(_request: Request, error: Exception) -> JSONResponse:  # a
 
 
 def _check_bounds(body: RecommendRequest, settings: ServeSettings) -> None:
-    for name in ("history", "times", "allow", "deny"):
+    for name in ("history", "times", "ratings", "allow", "deny"):
         values = getattr(body, name)
         if values is not None and len(values) > settings.max_items:
             raise RecommendError(f"{name} has {len(values)} items; at most {settings.max_items} are accepted",
@@ -277,9 +282,10 @@ def _validation_response(problems: list[dict]) -> JSONResponse:
     messages, field, seen = [], None, set()
     for problem in problems[:10]:
         loc = [str(part) for part in problem.get("loc", ()) if part != "body"]
-        if loc and loc[-1] in ("int", "str"):           # one problem per member of `int | str`: say it once
+        if loc and loc[-1] in ("int", "str", "float"):  # one problem per member of `int | str`: say it once
             loc = loc[:-1]
-            problem = {**problem, "msg": "an id must be an integer or a string"}
+            problem = {**problem, "msg": "a rating must be a number" if loc[:1] == ["ratings"]
+                       else "an id must be an integer or a string"}
         where = ".".join(loc)
         if where in seen:
             continue
@@ -290,8 +296,8 @@ def _validation_response(problems: list[dict]) -> JSONResponse:
             text = repr(problem["input"])
             shown = f" (got {text[:60] + '…' if len(text) > 60 else text})"
         if problem.get("type") == "extra_forbidden":
-            messages.append(f"unknown field {where!r}; known: user, history, times, k, exclude_seen, allow, "
-                            "deny, ignore_unknown")
+            messages.append(f"unknown field {where!r}; known: user, history, times, ratings, k, exclude_seen, "
+                            "allow, deny, ignore_unknown")
         elif problem.get("type") == "model_attributes_type" or not where:
             messages.append("the body must be a JSON object such as {\"user\": 42, \"k\": 10}" + shown)
         else:

@@ -28,6 +28,8 @@ class CausalBatch:
     items: Tensor                 # [B, L] int64 input item ids, 0 = padding
     targets: Tensor | None = None  # [B, L] int64 next item at each position, 0 = no loss; None at inference
     times: Tensor | None = None    # [B, L] int64 seconds of each input item, 0 = padding; only for `uses_times`
+    ratings: Tensor | None = None  # [B, L] int64 rating id 1..R of each input item, 0 = padding/unknown;
+    #                                only for `uses_ratings` (`rating_ids`)
 
     def to(self, device: torch.device | str) -> CausalBatch:
         return _move(self, device)
@@ -36,6 +38,18 @@ class CausalBatch:
     def valid(self) -> Tensor:
         """[B, L] bool, True at real (non-padding) positions."""
         return self.items != 0
+
+
+def rating_ids(values: np.ndarray, num_ratings: int) -> np.ndarray:
+    """int64 rating ids of raw ratings (any shape): rounded half up, clamped to 1..num_ratings; NaN -> 0 (unknown).
+
+    MovieLens' 1-5 stars map to themselves; a 0.5-5 scale rounds to the nearest star (2.5 -> 3, 0.5 -> 1).
+    Callers zero the padding positions themselves (a padded window holds the rating 0, which clamps to 1).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    rounded = np.floor(np.where(finite, values, 0.0) + 0.5)
+    return np.where(finite, np.clip(rounded, 1, num_ratings), 0).astype(np.int64)
 
 
 def causal_windows(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int, *,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from seqrec.data.batches import rating_ids
 from seqrec.data.sequences import SequenceData, gather_windows
 from seqrec.errors import ConfigError, DataError
 
@@ -59,6 +60,19 @@ class Targets:
         """[M, max_len] int64 timestamps of `inputs(max_len)`'s items, 0 at padding."""
         times = gather_windows(self.data.times, self.input_starts, self.positions, max_len, align=align)
         return times.astype(np.int64)
+
+    def input_ratings(self, max_len: int, num_ratings: int, *, align: str = "right") -> np.ndarray:
+        """[M, max_len] int64 rating ids 1..num_ratings of `inputs(max_len)`'s items (`rating_ids`), 0 at padding.
+
+        Raises:
+            ConfigError: the data has no ratings.
+        """
+        if self.data.ratings is None:
+            raise ConfigError(f"the model reads ratings, but {self.data.source} has none; use data with a "
+                              "rating column or set model.inputs: items")
+        ratings = gather_windows(self.data.ratings, self.input_starts, self.positions, max_len, align=align)
+        valid = gather_windows(self.data.items, self.input_starts, self.positions, max_len, align=align) != 0
+        return np.where(valid, rating_ids(ratings, num_ratings), 0)
 
 
 @dataclass(frozen=True)

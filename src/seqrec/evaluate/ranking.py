@@ -97,11 +97,13 @@ def _rank_batch(model, part: Targets, exclude_history: bool, items_per_block: in
     num_columns = int(model.num_items) + 1                                          # N + 1, with padding
     width = int(min(max((part.positions - part.input_starts).max(), 1), model.max_len))
     inputs = torch.from_numpy(part.inputs(width).astype(np.int64)).to(device)       # [B, <= L]
+    extra = {}                                                                      # side inputs it reads
     if getattr(model, "uses_times", False):                                         # HSTU's time bias
-        times = torch.from_numpy(part.input_times(width)).to(device)                # [B, <= L], 0 at padding
-        states = model.predict(inputs, times)                                       # [B, D]
-    else:
-        states = model.predict(inputs)                                              # [B, D]
+        extra["times"] = torch.from_numpy(part.input_times(width)).to(device)       # [B, <= L], 0 at padding
+    if getattr(model, "uses_ratings", False):                                       # HSTU's rating inputs
+        ratings = part.input_ratings(width, model.num_ratings)                      # [B, <= L], 0 at padding
+        extra["ratings"] = torch.from_numpy(ratings).to(device)
+    states = model.predict(inputs, **extra)                                         # [B, D]
     target = torch.from_numpy(part.items.astype(np.int64)).to(device)               # [B]
     rows = torch.arange(num_rows, device=device)                                    # [B]
     excluded = _history_pairs(part) if exclude_history else None

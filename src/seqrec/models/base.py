@@ -6,7 +6,9 @@ A model is an `nn.Module` built from its own config and the catalogue size, `Mod
 - `item_embeddings() -> Tensor`: the item table `[N + 1, D]`, row 0 = padding (never ranked);
 - `predict(items) -> Tensor`: the state `[B, D]` that scores the next item after each history `[B, L]`
   (left- or right-aligned, 0-padded); a model that reads timestamps (`uses_times`, HSTU's time bias) is
-  called `predict(items, times)` with the items' timestamps `[B, L]` (0 at padding);
+  called `predict(items, times)` with the items' timestamps `[B, L]` (0 at padding), one that reads ratings
+  (`uses_ratings`, HSTU's rating inputs) `predict(items, ratings=ratings)` with the items' rating ids
+  `[B, L]` int64 in 1..`num_ratings` (0 at padding, `seqrec.data.batches.rating_ids`);
 - `similarity`: the module that turns states and item vectors into scores (dot product by default; a learned
   one such as MoL is a submodule, so its parameters train with the model).
 
@@ -96,10 +98,20 @@ class SequentialRecommender(nn.Module):
         """Whether the model reads timestamps (`CausalBatch.times`, `predict(items, times)`)."""
         return False
 
-    def predict(self, items: Tensor, times: Tensor | None = None) -> Tensor:
+    @property
+    def uses_ratings(self) -> bool:
+        """Whether the model reads ratings (`CausalBatch.ratings`, `predict(items, ratings=...)`)."""
+        return False
+
+    @property
+    def num_ratings(self) -> int:
+        """R: a model that `uses_ratings` reads rating ids 1..R (0 = padding/unknown); 0 for the others."""
+        return int(getattr(self.config, "num_ratings", 0)) if self.uses_ratings else 0
+
+    def predict(self, items: Tensor, times: Tensor | None = None, *, ratings: Tensor | None = None) -> Tensor:
         """[B, D] state after the last real item of each history `items` [B, L] (timestamps `times` [B, L]
-        for a model that `uses_times`)."""
-        states = self(CausalBatch(items=items, times=times))                    # [B, L, D]
+        for a model that `uses_times`, rating ids `ratings` [B, L] for a model that `uses_ratings`)."""
+        states = self(CausalBatch(items=items, times=times, ratings=ratings))   # [B, L, D]
         last = last_positions(items)                                            # [B]
         return states[torch.arange(items.shape[0], device=items.device), last]  # [B, D]
 

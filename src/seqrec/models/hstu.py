@@ -14,7 +14,24 @@ reference does with its left-aligned rows; `from_end` counts back from the most 
 Both count real items, never padded columns, so left- and right-aligned rows give the same states.
 
 Timestamps: with `time_bias=True` the relative bias also uses log-bucketed time gaps, read from
-`CausalBatch.times` (the model then asks `make_batch` for times through `uses_times`). Deviations:
+`CausalBatch.times` (the model then asks `make_batch` for times through `uses_times`).
+
+Ratings (`inputs`, the paper's rating-aware inputs; the reference's input preprocessors): the model then reads
+`CausalBatch.ratings`, rating ids 1..`num_ratings` (0 = padding/unknown), and says so through `uses_ratings`.
+- `items` (default): item embeddings only (the reference's `LearnablePositionalEmbeddingInputFeaturesPreprocessor`).
+- `items_ratings`: each event is the first `dim - rating_dim` columns of its item's embedding concatenated with
+  a learned rating embedding of size `rating_dim`, then scaled and given positions as above (the reference's
+  `LearnablePositionalEmbeddingRatedInputFeaturesPreprocessor`). The item table stays [N + 1, dim] for scoring:
+  its last `rating_dim` columns are output-side only.
+- `interleaved`: items and ratings are separate tokens `[item_1, rating_1, item_2, rating_2, ...]` (rating
+  embeddings of size `dim`), so the encoder sees 2L tokens, positions and relative distances count real tokens,
+  and its attention scale n and relative-position table are `2 * max_len` (the reference's
+  `CombinedItemAndRatingInputFeaturesPreprocessor`). The state that predicts the item after t is the output at
+  rating token t: it has read item t and its rating, and the causal mask keeps item t + 1 out. `forward` returns
+  those states, [B, L, D] aligned with the items, so losses, trainer and evaluator are unchanged. A padded item
+  pads both of its tokens.
+
+Deviations:
 - the time gap of query i is measured from item i, not from the item after it (see `layers/hstu.py`);
 - the attention scale n is `max_len` (the reference's padded length), see `layers/hstu.py`;
 - the projections have biases (zero at initialisation); the paper's loss (sampled softmax with 128 uniform
@@ -25,8 +42,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 from torch import Tensor, nn
 
 from seqrec.data.batches import CausalBatch
@@ -53,6 +72,21 @@ class HSTUConfig(ModelConfig):
     time_bucket_base: float = Field(0.301, gt=0)  # bucket = floor(log(max(1, |gap seconds|)) / base)
     init: Literal["truncated_normal", "normal", "xavier"] = "truncated_normal"  # embedding init (truncated at 2 std)
     init_std: float = Field(0.02, gt=0)       # std of the embedding initialisation
+    inputs: Literal["items", "items_ratings", "interleaved"] = Field(
+        "items", description="what the encoder reads per event: items: the item embedding; items_ratings: the "
+                             "item embedding's first dim - rating_dim columns + a rating embedding (rating_dim); "
+                             "interleaved: item and rating as separate tokens (2 * max_len); the last two need "
+                             "ratings in the data")
+    rating_dim: int = Field(8, ge=1)          # items_ratings: size of the rating part of each event (< dim)
+    num_ratings: int = Field(5, ge=1)         # rating ids 1..num_ratings (ratings rounded, clamped); 0 = padding
+
+    @model_validator(mode="after")
+    def _rating_dim_below_dim(self) -> HSTUConfig:
+        if self.inputs == "items_ratings" and self.rating_dim >= self.dim:
+            raise PydanticCustomError("seqrec", "{message}", {
+                "message": f"value {self.rating_dim} is not allowed; inputs: items_ratings needs rating_dim "
+                           f"below dim ({self.dim}), the item part is dim - rating_dim", "key": "model.rating_dim"})
+        return self
 
 
 class HSTU(SequentialRecommender):
@@ -63,12 +97,15 @@ class HSTU(SequentialRecommender):
         super().__init__(config, num_items)
         dim = config.dim
         self.items = nn.Embedding(num_items + 1, dim, padding_idx=0)
-        self.positions = nn.Embedding(config.max_len, dim)
+        if config.inputs != "items":                                    # no new parameters for `items`
+            rating_size = config.rating_dim if config.inputs == "items_ratings" else dim
+            self.ratings = nn.Embedding(config.num_ratings + 1, rating_size, padding_idx=0)
+        self.positions = nn.Embedding(self.encoder_len, dim)
         self.dropout = Dropout(config.dropout)
         buckets = config.time_buckets if config.time_bias else 0
         self.blocks = nn.ModuleList(
             HSTUBlock(dim, config.num_heads, config.attention_dim, config.linear_dim, config.dropout,
-                      max_len=config.max_len, num_buckets=buckets, attention_dropout=config.attention_dropout)
+                      max_len=self.encoder_len, num_buckets=buckets, attention_dropout=config.attention_dropout)
             for _ in range(config.num_blocks))
         self.final_norm = (nn.LayerNorm(dim, eps=1e-6, elementwise_affine=False)
                            if config.output_norm == "layernorm" else nn.Identity())
@@ -79,6 +116,17 @@ class HSTU(SequentialRecommender):
         """Whether training batches should carry timestamps (`CausalBatch.times`)."""
         return self.config.time_bias
 
+    @property
+    def uses_ratings(self) -> bool:
+        """Whether training batches should carry rating ids (`CausalBatch.ratings`): `inputs` is not `items`."""
+        return self.config.inputs != "items"
+
+    @property
+    def encoder_len(self) -> int:
+        """Longest token sequence of the encoder: `max_len`, or `2 * max_len` for interleaved item/rating
+        tokens (also the positions table, the relative-position table and the attention scale n)."""
+        return 2 * self.config.max_len if self.config.inputs == "interleaved" else self.config.max_len
+
     def reset_parameters(self) -> None:
         """As the reference: embeddings `init` (truncated normal, std 0.02), the U, V, Q, K projection
         Normal(0, 0.02), the output projection Xavier uniform, zero biases.
@@ -88,6 +136,8 @@ class HSTU(SequentialRecommender):
         """
         init_embedding_(self.items, self.config.init, self.config.init_std)
         init_embedding_(self.positions, self.config.init, self.config.init_std)
+        if self.uses_ratings:
+            init_embedding_(self.ratings, self.config.init, self.config.init_std)
         for block in self.blocks:
             init_weight_(block.uvqk.weight, "normal", 0.02)
             init_weight_(block.out.weight, "xavier")
@@ -96,27 +146,50 @@ class HSTU(SequentialRecommender):
 
     def forward(self, batch: CausalBatch) -> Tensor:
         items = batch.items                                                           # [B, L]
-        if items.shape[1] > self.config.max_len:
-            raise ValueError(f"sequence length {items.shape[1]} exceeds max_len={self.config.max_len}")
-        times = batch.times if self.config.time_bias else None                       # [B, L] or None
-        if self.config.time_bias and times is None:
+        config = self.config
+        if items.shape[1] > config.max_len:
+            raise ValueError(f"sequence length {items.shape[1]} exceeds max_len={config.max_len}")
+        times = batch.times if config.time_bias else None                            # [B, L] or None
+        if config.time_bias and times is None:
             raise ValueError("time_bias=True needs timestamps in the batch (CausalBatch.times)")
+        if self.uses_ratings and batch.ratings is None:
+            raise ValueError(f"inputs={config.inputs!r} needs rating ids in the batch (CausalBatch.ratings)")
         valid = items != 0                                                            # [B, L]
-        before = valid.cumsum(dim=1)                                                  # [B, L] real items up to t
-        from_end = self.config.positions == "from_end"
-        positions = before[:, -1:] - before if from_end else before - 1               # items after / before t
-        positions = positions.clamp(min=0, max=self.config.max_len - 1)               # [B, L]
-        x = self.items(items) * self.config.dim ** 0.5 + self.positions(positions)   # [B, L, D]
-        keep = valid.unsqueeze(-1).to(x.dtype)                                        # [B, L, 1]
+        x = self.embed(items, batch.ratings)                                          # [B, T, D], T = L or 2L
+        if config.inputs == "interleaved":                                            # both tokens of an item
+            valid = valid.repeat_interleave(2, dim=1)                                 # [B, 2L]
+            times = times.repeat_interleave(2, dim=1) if times is not None else None  # rating t at item t's time
+        before = valid.cumsum(dim=1)                                                  # [B, T] real tokens up to t
+        from_end = config.positions == "from_end"
+        positions = before[:, -1:] - before if from_end else before - 1               # tokens after / before t
+        positions = positions.clamp(min=0, max=self.encoder_len - 1)                  # [B, T]
+        x = x + self.positions(positions)                                             # [B, T, D]
+        keep = valid.unsqueeze(-1).to(x.dtype)                                        # [B, T, 1]
         x = self.dropout(x) * keep
-        allowed = causal_valid_mask(valid).to(x.dtype)                                # [B, 1, L, L]
-        distance, buckets = bias_indices(valid, times, self.config.max_len, self.config.time_buckets,
-                                         self.config.time_bucket_base)                  # [B, L, L] each
+        allowed = causal_valid_mask(valid).to(x.dtype)                                # [B, 1, T, T]
+        distance, buckets = bias_indices(valid, times, self.encoder_len, config.time_buckets,
+                                         config.time_bucket_base)                       # [B, T, T] each
         for block in self.blocks:
             x = block(x, allowed, distance, buckets) * keep
-        if self.config.output_norm == "l2":
+        if config.inputs == "interleaved":                                            # the rating tokens' states
+            x, keep = x[:, 1::2], keep[:, 1::2]                                       # [B, L, D], [B, L, 1]
+        if config.output_norm == "l2":
             x = F.normalize(x, dim=-1, eps=1e-6)
         return self.final_norm(x) * keep                                              # [B, L, D]
+
+    def embed(self, items: Tensor, ratings: Tensor | None) -> Tensor:
+        """Scaled input embeddings before positions: [B, L, D] (`items`, `items_ratings`) or the interleaved
+        item/rating tokens [B, 2L, D] (`interleaved`), for items [B, L] and rating ids [B, L]."""
+        scale = self.config.dim ** 0.5
+        x = self.items(items)                                                         # [B, L, D]
+        if self.config.inputs == "items":
+            return x * scale
+        rated = self.ratings(ratings.clamp(0, self.config.num_ratings))               # [B, L, R or D]
+        if self.config.inputs == "items_ratings":
+            item_part = x[..., :self.config.dim - self.config.rating_dim]             # [B, L, D - R]
+            return torch.cat([item_part, rated], dim=-1) * scale                      # [B, L, D]
+        b, length, dim = x.shape
+        return torch.stack([x, rated], dim=2).reshape(b, 2 * length, dim) * scale     # [B, 2L, D] i1 r1 i2 r2
 
     def item_embeddings(self) -> Tensor:
         return self.items.weight                                                      # [N + 1, D]

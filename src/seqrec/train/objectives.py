@@ -18,8 +18,10 @@ windows) or less when the batch's longest prefix is shorter, since models give t
 padding (a contract test checks it) and attention costs grow with the square of the width; with
 `train.batching: length` (similar lengths batched together) that about halves the work of an ML-1M epoch.
 A causal model whose `uses_times` is true (HSTU with its time bias) also gets `times` [B, L], the timestamps
-of the input items, when the caller passes the CSR `times` array. Random draws come from the trainer's seeded
-generator (resumable).
+of the input items, when the caller passes the CSR `times` array; one whose `uses_ratings` is true (HSTU with
+`inputs: items_ratings | interleaved`) gets `ratings` [B, L], the input items' rating ids 1..`num_ratings`
+(`rating_ids`: rounded, clamped; 0 at padding), when the caller passes the CSR `ratings` array. Random draws
+come from the trainer's seeded generator (resumable).
 """
 
 from __future__ import annotations
@@ -27,29 +29,34 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from seqrec.data.batches import CausalBatch, causal_windows
+from seqrec.data.batches import CausalBatch, causal_windows, rating_ids
 from seqrec.data.sequences import gather_windows
 
 OBJECTIVES = ("causal", "masked", "prefix")
 
 
 def make_batch(model, items: np.ndarray, starts: np.ndarray, ends: np.ndarray, *, align: str = "right",
-               rng: np.random.Generator | None = None, times: np.ndarray | None = None) -> CausalBatch:
+               rng: np.random.Generator | None = None, times: np.ndarray | None = None,
+               ratings: np.ndarray | None = None) -> CausalBatch:
     """The training batch of `model` for the prefixes `items[starts[i]:ends[i]]` (CPU tensors).
 
     Args:
         times: the CSR timestamps aligned with `items`; read only for a causal model with `uses_times`.
+        ratings: the CSR ratings (float) aligned with `items`; read only for a causal model with `uses_ratings`.
     """
     objective = getattr(model, "objective", "causal")
     longest = int((np.asarray(ends) - np.asarray(starts)).max()) if len(starts) else 1   # longest slice
     if objective == "causal":
         width = max(1, min(model.max_len, longest - 1))                        # inputs exclude the last item
         inputs, targets = causal_windows(items, starts, ends, width, align=align)
-        batch_times = None
+        batch_times = batch_ratings = None
         if times is not None and getattr(model, "uses_times", False):
             window = gather_windows(times, starts, ends, width + 1, align=align).astype(np.int64)
             batch_times = torch.from_numpy(np.where(inputs != 0, window[:, :-1], 0))   # [B, L], same columns
-        return CausalBatch(torch.from_numpy(inputs), torch.from_numpy(targets), batch_times)
+        if ratings is not None and getattr(model, "uses_ratings", False):
+            window = rating_ids(gather_windows(ratings, starts, ends, width + 1, align=align), model.num_ratings)
+            batch_ratings = torch.from_numpy(np.where(inputs != 0, window[:, :-1], 0))  # [B, L], same columns
+        return CausalBatch(torch.from_numpy(inputs), torch.from_numpy(targets), batch_times, batch_ratings)
     if objective == "prefix":
         width = max(1, min(model.max_len, longest - 1))
         window = gather_windows(items, starts, ends, width + 1).astype(np.int64)               # [B, L + 1]

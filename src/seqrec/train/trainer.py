@@ -86,6 +86,32 @@ def model_times(model, data) -> np.ndarray | None:
     return data.times
 
 
+def model_ratings(model, data) -> np.ndarray | None:
+    """The CSR ratings a model reads (`uses_ratings`, e.g. HSTU's rating inputs), else None.
+
+    Raises:
+        ConfigError: the model reads ratings but the data has none (e.g. a pairs or sequences file).
+    """
+    if not getattr(model, "uses_ratings", False):
+        return None
+    if data.ratings is None:
+        inputs = getattr(model.config, "inputs", "?")
+        raise ConfigError(f"model {model.name!r} reads ratings (inputs: {inputs}), but {data.source} has none; "
+                          "set model.inputs: items or use data with a rating column")
+    return data.ratings
+
+
+def model_inputs(model, data) -> dict[str, np.ndarray]:
+    """The CSR side inputs a model reads, as `make_batch` keywords: `times` (`model_times`) and `ratings`
+    (`model_ratings`) when it reads them; empty for a model that reads items only.
+
+    Raises:
+        ConfigError: the model reads timestamps or ratings that the data does not have.
+    """
+    found = {"times": model_times(model, data), "ratings": model_ratings(model, data)}
+    return {name: values for name, values in found.items() if values is not None}
+
+
 def length_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
                    pool: int = 64) -> list[np.ndarray]:
     """Batches of the shuffled rows `order` grouped by length: pools of `pool` batches of consecutive shuffled
@@ -120,7 +146,7 @@ class Trainer:
         self.model.to(self.device)
         self.starts, self.ends = expand_rows(model, *training_rows(split))   # per the model's objective
         self.rng = np.random.default_rng(self.train_cfg.seed)
-        self.times = model_times(model, split.data)
+        self.inputs = model_inputs(model, split.data)      # CSR times / ratings the model reads, if any
         self.optimizer = self._make_optimizer() if model.trainable else None
         self.log_popularity = self._log_popularity() if config.loss.negatives == "in_batch" else None
         self.state = TrainState()
@@ -230,7 +256,7 @@ class Trainer:
 
     def _step(self, rows: np.ndarray) -> float:
         batch = make_batch(self.model, self.split.data.items, self.starts[rows], self.ends[rows],
-                           align=self.train_cfg.align, rng=self.rng, times=self.times).to(self.device)
+                           align=self.train_cfg.align, rng=self.rng, **self.inputs).to(self.device)
         states = self.model(batch)                                                  # [B, L, D]
         scored = batch.targets != 0                                                 # [B, L]
         loss = compute_loss(self.loss_spec, states[scored], batch.targets[scored], self.model.item_embeddings(),
