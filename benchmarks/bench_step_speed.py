@@ -12,7 +12,9 @@ milliseconds per step and the ratio to the pair's SASRec. Pairs (the HSTU paper'
 Target (the HSTU issue): HSTU's seconds per epoch at most 1.5x SASRec's at the same depth and width.
 
 `--set zoo` times the ML-1M configs of the model zoo instead (`configs/ml1m_<model>.yaml`: SASRec, GRU4Rec,
-BERT4Rec, NextItNet, full softmax CE); target (the model-zoo issue): NextItNet at most 2x SASRec.
+BERT4Rec, NextItNet, full softmax CE); target (the model-zoo issue): NextItNet at most 2x SASRec. `--set
+sessions` times SR-GNN, GC-SAN and LESSR on ML-1M (`configs/ml1m_<model>.yaml`, max length 50, one row per
+prefix: ~3,834 steps an epoch against SASRec's 47) for their seconds-per-epoch estimates.
 
     SEQREC_DATA=../shared/datasets python benchmarks/bench_step_speed.py [--set hstu|zoo] [--rounds 5] [--steps 6]
 
@@ -41,11 +43,14 @@ CASES = {
 PAIRS = {"hstu (2 blocks)": "sasrec (2 blocks)", "hstu-large (8 blocks, 2 heads)": "sasrec (8 blocks, 2 heads)"}
 ZOO = {name: (f"ml1m_{name}.yaml", []) for name in ("sasrec", "gru4rec", "bert4rec", "nextitnet")}
 ZOO_PAIRS = {name: "sasrec" for name in ("gru4rec", "bert4rec", "nextitnet")}
+SESSIONS = {name: (f"ml1m_{name}.yaml", []) for name in ("sasrec", "srgnn", "gcsan", "lessr")}
+SESSION_PAIRS = {name: "sasrec" for name in ("srgnn", "gcsan", "lessr")}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", dest="which", default="hstu", choices=["hstu", "zoo"], help="which configs")
+    parser.add_argument("--set", dest="which", default="hstu", choices=["hstu", "zoo", "sessions"],
+                        help="which configs")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (the median is over them)")
     parser.add_argument("--steps", type=int, default=6, help="training steps per config per round")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -53,7 +58,7 @@ def main() -> int:
     parser.add_argument("--result", default=None, help="default: results/step_speed_<set>.json")
     args = parser.parse_args()
     args.result = args.result or str(HERE / "results" / f"step_speed_{args.which}.json")
-    cases, pairs = (CASES, PAIRS) if args.which == "hstu" else (ZOO, ZOO_PAIRS)
+    cases, pairs = {"hstu": (CASES, PAIRS), "zoo": (ZOO, ZOO_PAIRS), "sessions": (SESSIONS, SESSION_PAIRS)}[args.which]
 
     import numpy as np
     import torch
@@ -72,44 +77,47 @@ def main() -> int:
         model = build_model(config.model.name, split.data.num_items, config.model.params)
         trainers[name] = Trainer(model, split, config)
         trainers[name].model.train()
-    first = next(iter(trainers.values()))
-    rng = np.random.default_rng(0)
-    order = rng.permutation(first.starts.shape[0])
-    if args.batching == "length":
-        lengths = np.minimum(first.ends - first.starts, first.model.max_len + 1)
-        batches = length_batches(order, lengths, first.train_cfg.batch_size, rng)
-    else:
-        size = first.train_cfg.batch_size
-        batches = [order[i:i + size] for i in range(0, order.shape[0] - size + 1, size)]
-    for trainer in trainers.values():                                          # warm-up
-        trainer._step(batches[0])
+    def epoch_batches(trainer) -> list:
+        """One epoch's batches of a trainer's rows, drawn with the same seed for every config (configs of the
+        same objective get the same batches)."""
+        rng = np.random.default_rng(0)
+        order = rng.permutation(trainer.starts.shape[0])
+        size = trainer.train_cfg.batch_size
+        if args.batching == "length":
+            lengths = np.minimum(trainer.ends - trainer.starts, trainer.model.max_len + 1)
+            return length_batches(order, lengths, size, rng)
+        return [order[i:i + size] for i in range(0, order.shape[0] - size + 1, size)]
+
+    batches = {name: epoch_batches(trainer) for name, trainer in trainers.items()}
+    for name, trainer in trainers.items():                                     # warm-up
+        trainer._step(batches[name][0])
     times: dict[str, list[float]] = {name: [] for name in trainers}
     for round_ in range(args.rounds):
-        chosen = batches[1 + round_ * args.steps: 1 + (round_ + 1) * args.steps]
         for name, trainer in trainers.items():
+            chosen = batches[name][1 + round_ * args.steps: 1 + (round_ + 1) * args.steps]
             started = time.perf_counter()
             for rows in chosen:
                 trainer._step(rows)
             times[name].append((time.perf_counter() - started) / len(chosen) * 1000)
         print(f"round {round_ + 1}: " + ", ".join(f"{n} {t[-1]:.0f} ms" for n, t in times.items()), flush=True)
-    steps_per_epoch = len(batches)
     rows = {name: {"ms_per_step_median": round(statistics.median(t), 1), "ms_per_step": [round(x, 1) for x in t],
-                   "seconds_per_epoch_estimate": round(statistics.median(t) * steps_per_epoch / 1000, 1),
+                   "steps_per_epoch": len(batches[name]),
+                   "seconds_per_epoch_estimate": round(statistics.median(t) * len(batches[name]) / 1000, 1),
                    "parameters": sum(p.numel() for p in trainers[name].model.parameters())}
             for name, t in times.items()}
     for model, sasrec in pairs.items():
-        rows[model]["ratio_to_sasrec"] = round(rows[model]["ms_per_step_median"] / rows[sasrec]["ms_per_step_median"],
-                                               2)
+        rows[model]["ratio_to_sasrec"] = round(rows[model]["seconds_per_epoch_estimate"]
+                                               / rows[sasrec]["seconds_per_epoch_estimate"], 2)   # per epoch
     result = {"date": date.today().isoformat(), "set": args.which, "threads": args.threads, "batching": args.batching,
-              "rounds": args.rounds, "steps_per_round": args.steps, "steps_per_epoch": steps_per_epoch,
+              "rounds": args.rounds, "steps_per_round": args.steps,
               "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
                           "torch": torch.__version__}, "cases": rows}
     Path(args.result).parent.mkdir(parents=True, exist_ok=True)
     Path(args.result).write_text(json.dumps(result, indent=1) + "\n")
-    print("| config | ms/step (median) | s/epoch (estimate) | x SASRec | parameters |")
-    print("|---|---:|---:|---:|---:|")
+    print("| config | ms/step (median) | steps/epoch | s/epoch (estimate) | x SASRec (epoch) | parameters |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, row in rows.items():
-        print(f"| {name} | {row['ms_per_step_median']} | {row['seconds_per_epoch_estimate']} | "
+        print(f"| {name} | {row['ms_per_step_median']} | {row['steps_per_epoch']} | {row['seconds_per_epoch_estimate']} | "
               f"{row.get('ratio_to_sasrec', '-')} | {row['parameters']:,} |")
     print(f"wrote {args.result}")
     return 0

@@ -29,7 +29,7 @@ SHIPPED = ("demo_sasrec.yaml", "ml1m_pop.yaml", "ml1m_sasrec.yaml", "ml1m_gru4re
            "ml1m_nextitnet.yaml", "ml1m_sasrec_sampled.yaml", "ml1m_hstu.yaml", "ml1m_hstu_large.yaml",
            "ml1m_hstu_large_mol.yaml", "diginetica_srgnn.yaml", "diginetica_gcsan.yaml", "diginetica_lessr.yaml",
            "yoochoose64_srgnn.yaml",
-           "yoochoose64_gcsan.yaml", "ml100k_hstu.yaml")
+           "yoochoose64_gcsan.yaml", "ml100k_hstu.yaml", "ml1m_srgnn.yaml", "ml1m_gcsan.yaml", "ml1m_lessr.yaml")
 
 
 def _error(path=None, overrides=()) -> str:
