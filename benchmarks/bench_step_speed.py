@@ -117,8 +117,8 @@ def main() -> int:
     print("| config | ms/step (median) | steps/epoch | s/epoch (estimate) | x SASRec (epoch) | parameters |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, row in rows.items():
-        print(f"| {name} | {row['ms_per_step_median']} | {row['steps_per_epoch']} | {row['seconds_per_epoch_estimate']} | "
-              f"{row.get('ratio_to_sasrec', '-')} | {row['parameters']:,} |")
+        print(f"| {name} | {row['ms_per_step_median']} | {row['steps_per_epoch']} | "
+              f"{row['seconds_per_epoch_estimate']} | {row.get('ratio_to_sasrec', '-')} | {row['parameters']:,} |")
     print(f"wrote {args.result}")
     return 0
 
