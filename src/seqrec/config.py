@@ -202,6 +202,9 @@ class LossConfig(_Section):
     negatives: Literal["uniform", "in_batch"] = Field("uniform", description="sampled_softmax negatives: uniform "
                                                                              "over items, or the batch's targets")
     log_q_correction: bool = Field(True, description="in_batch negatives: subtract log popularity from logits")
+    shared_negatives: bool = Field(True, description="uniform sampled_softmax: one draw of num_negatives for the "
+                                                     "whole batch (true), or num_negatives per position (false, as "
+                                                     "generative-recommenders' local negatives; more memory)")
 
 
 class TrainConfig(_Section):

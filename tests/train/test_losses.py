@@ -153,3 +153,19 @@ def test_fused_ce_matches_autograd_reference_in_value_and_gradients():
     assert torch.all(gt[0] == 0)
     with torch.no_grad():                                           # evaluation: no gradient work
         assert full_softmax_ce(states, targets, table, DotProduct()).item() == pytest.approx(reference.item())
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_uniform_negatives_shared_by_the_batch_or_drawn_per_position(setup, shared):
+    states, targets, table = setup
+    spec = LossSpec("sampled_softmax", 6, "uniform", shared_negatives=shared)
+    loss = compute_loss(spec, states, targets, table, DotProduct(), generator=torch.Generator().manual_seed(4))
+    drawn = torch.randint(1, N + 1, (6,) if shared else (M, 6), generator=torch.Generator().manual_seed(4))
+    rows = drawn.expand(M, 6) if shared else drawn
+    assert (rows.unique(dim=0).shape[0] == 1) == shared                          # one set, or one per position
+    manual = []
+    for i in range(M):                                                           # the softmax formula, by hand
+        negatives = [int(j) for j in rows[i] if int(j) != int(targets[i])]
+        logits = torch.stack([states[i] @ table[targets[i]]] + [states[i] @ table[j] for j in negatives])
+        manual.append(-torch.log_softmax(logits, 0)[0])
+    assert torch.allclose(loss, torch.stack(manual).mean())

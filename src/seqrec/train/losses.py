@@ -7,8 +7,11 @@ table `table` [N + 1, D] (row 0 = padding, never a candidate) and the model's si
 - `bce`: binary cross-entropy, the positive against `num_negatives` uniform negatives (original SASRec).
 - `bpr`: -log sigmoid(s_pos - s_neg), averaged over the negatives.
 - `sampled_softmax`: softmax over the positive and sampled negatives; negatives equal to the positive are
-  masked out. Uniform negatives need no correction; in-batch negatives (the other rows' targets) are
-  popular items more often, which the log-Q correction `s - log q(item)` removes (Yi et al., RecSys 2019).
+  masked out. Uniform negatives are one draw of K shared by every position of the batch (default: one [M, K]
+  score matmul) or, with `shared_negatives=False`, K per position as generative-recommenders' local negatives
+  ([M, K, D] gathered item vectors). Uniform negatives need no correction; in-batch negatives (the other rows'
+  targets) are popular items more often, which the log-Q correction `s - log q(item)` removes (Yi et al.,
+  RecSys 2019).
 
 Uniform negatives are drawn from 1..N without excluding the positive (a collision has probability 1/N);
 for BCE/BPR a drawn negative equal to the positive is ignored (masked out of the mean).
@@ -139,6 +142,7 @@ class LossSpec:
     num_negatives: int = 1
     negatives: str = "uniform"          # sampled softmax: "uniform" or "in_batch"
     log_q_correction: bool = True       # in-batch sampled softmax only
+    shared_negatives: bool = True       # uniform sampled softmax: K for the batch (True) or K per position
 
 
 def compute_loss(spec: LossSpec, states: Tensor, targets: Tensor, table: Tensor, similarity: nn.Module, *,
@@ -161,5 +165,6 @@ def compute_loss(spec: LossSpec, states: Tensor, targets: Tensor, table: Tensor,
         negatives = torch.unique(targets)                                        # [K] the batch's positives
         log_q = log_popularity if spec.log_q_correction else None
         return sampled_softmax(states, targets, table, similarity, negatives, log_q)
-    negatives = uniform_negatives((spec.num_negatives,), num_items, targets.device, generator)
+    shape = (spec.num_negatives,) if spec.shared_negatives else (targets.shape[0], spec.num_negatives)
+    negatives = uniform_negatives(shape, num_items, targets.device, generator)                 # [K] or [M, K]
     return sampled_softmax(states, targets, table, similarity, negatives)

@@ -140,7 +140,7 @@ class Trainer:
         self.model, self.split, self.config = model, split, config
         self.train_cfg, self.eval_cfg = config.train, config.eval
         self.loss_spec = LossSpec(config.loss.name, config.loss.num_negatives, config.loss.negatives,
-                                  config.loss.log_q_correction)
+                                  config.loss.log_q_correction, config.loss.shared_negatives)
         self.device = resolve_device(self.train_cfg.device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.model.to(self.device)
