@@ -157,3 +157,45 @@ def test_int32_items_give_the_same_graphs():
 def test_graphs_move_to_a_device():
     graph = eop_multigraph(pad(HAND_MADE, 8, "right")).to("cpu")
     assert graph.nodes.items.device.type == "cpu"
+
+
+def test_occurrence_and_click_lists_match_the_reference():
+    sessions = HAND_MADE + [[3, 1, 3, 3, 2, 1]]
+    items = pad(sessions, 8, "left")
+    nodes = session_nodes(items)
+    rows, clicks = [], []
+    for row, session in enumerate(sessions):
+        ref = reference(session)
+        real = items[row] != 0
+        assert nodes.occurrence[row][real].tolist() == [session[:i].count(x) for i, x in enumerate(session)]
+        assert not nodes.occurrence[row][~real].any()
+        rows += [row] * len(session)
+        clicks += ref["seq"]
+    assert nodes.click_rows.tolist() == rows and nodes.click_nodes.tolist() == clicks
+    # grouped by (row, item id), click order within a group
+    flat_items = [s for session in sessions for s in session]
+    expected = sorted(range(len(rows)), key=lambda c: (rows[c], flat_items[c], c))
+    assert nodes.click_order.tolist() == expected
+    eop = eop_multigraph(nodes)
+    assert torch.equal(eop.in_degree, eop.sources_valid.sum(-1))
+
+
+def test_degenerate_shapes():
+    for shape in [(0, 4), (3, 0), (0, 0)]:
+        items = torch.zeros(shape, dtype=torch.int64)
+        nodes = session_nodes(items)
+        assert nodes.items.shape == (shape[0], 1) and nodes.alias.shape == shape
+        assert nodes.lengths.shape == (shape[0],) and nodes.click_order.numel() == 0
+        assert srgnn_graph(nodes).adj_in.shape == (shape[0], 1, 1)
+        assert eop_multigraph(nodes).sources.shape == (shape[0], 1, 1)
+        assert shortcut_graph(nodes).adjacency.shape == (shape[0], 1, 1)
+    sessions = [[4], [], [7]]                                      # one column: no click pairs at all
+    check_batch(sessions, pad(sessions, 1, "right"))
+
+
+def test_non_contiguous_input_gives_the_same_graphs():
+    wide = pad(HAND_MADE, 12, "right")
+    view = wide[:, 3:]                                             # a column slice, as `fit_width` makes
+    assert not view.is_contiguous()
+    check_batch(HAND_MADE, view)
+    assert torch.equal(srgnn_graph(view).adj_out, srgnn_graph(view.contiguous()).adj_out)

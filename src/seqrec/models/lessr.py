@@ -75,7 +75,7 @@ class LESSR(_SessionGraphModel):
         rows = torch.arange(items.shape[0], device=items.device)
         pooled = self.readout(x, valid, nodes.last)                                 # [B, D]
         state = torch.cat([x[rows, nodes.last], pooled], dim=-1)                    # [B, width + D]
-        has_items = (items != 0).any(dim=1)
+        has_items = nodes.num_nodes > 0                                             # [B] rows with a click
         normed = torch.zeros_like(state)
         if isinstance(self.output_norm, nn.BatchNorm1d):
             normed[has_items] = batch_norm(self.output_norm, state[has_items])

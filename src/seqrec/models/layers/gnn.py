@@ -104,7 +104,7 @@ class EOPA(nn.Module):
         valid = graph.nodes.valid                                                       # [B, V]
         x = self.dropout(self.norm(x, valid))
         b, v, e = graph.sources.shape
-        degree = graph.sources_valid.sum(-1)                                            # [B, V]
+        degree = graph.in_degree                                                        # [B, V]
         neighbours = torch.zeros(b, v, x.shape[-1], dtype=x.dtype, device=x.device)
         has = degree > 0
         if bool(has.any()) and e > 0:
