@@ -53,6 +53,24 @@ def test_sampled_softmax_with_every_item_as_negative_is_full_ce(setup, make):
     assert torch.allclose(sampled_softmax(states, targets, table, similarity, per_row), full)
 
 
+@pytest.mark.parametrize("make", [DotProduct, lambda: Cosine(0.1), mol], ids=["dot", "cosine", "mol"])
+def test_per_row_negatives_by_dense_scores_or_by_gathered_vectors_agree(setup, make, monkeypatch):
+    from seqrec.train import losses
+
+    states, targets, table = setup
+    similarity = make()
+    negatives = torch.randint(1, N + 1, (M, 9), generator=torch.Generator().manual_seed(5))
+    grads = []
+    for limit in (10 ** 9, 0):                                     # dense [M, N + 1] scores, then gathered rows
+        monkeypatch.setattr(losses, "DENSE_SCORES_LIMIT", limit)
+        s, t = states.clone().requires_grad_(True), table.clone().requires_grad_(True)
+        loss = sampled_softmax(s, targets, t, similarity, negatives)
+        loss.backward()
+        grads.append((loss.detach(), s.grad, t.grad))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b)
+
+
 def test_sampled_softmax_log_q_correction(setup):
     states, targets, table = setup
     negatives = torch.tensor([2, 5, 9])
