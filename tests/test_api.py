@@ -139,3 +139,23 @@ def test_unknown_section_and_model_are_config_errors(demo_split):
         api.train(demo_split, model="pop", trainer={"epochs": 1})
     with pytest.raises(seqrec.ConfigError, match="did you mean 'sasrec'"):
         api.train(demo_split, model="sasrek")
+
+
+def test_resume_with_a_larger_budget_continues_a_run_that_stopped_on_it(demo_split, tmp_path):
+    out = tmp_path / "run"
+    model = {"name": "sasrec", "dim": 16, "num_blocks": 1, "max_len": 20}
+    first = api.train(demo_split, model=model, train={**TRAIN, "epochs": 6, "patience": 1}, out=out)
+    stopped_at = first.results["epochs_run"]
+    assert first.results["stopped"].startswith("early stop") and stopped_at < 6
+    # the same config resumes into the same stop; a larger patience and more epochs continue the run
+    again = api.train(demo_split, model=model, train={**TRAIN, "epochs": 6, "patience": 1}, out=out, resume=True)
+    assert again.results["epochs_run"] == stopped_at
+    longer = api.train(demo_split, model=model, train={**TRAIN, "epochs": stopped_at + 2, "patience": 0}, out=out,
+                       resume=True)
+    assert longer.results["epochs_run"] == stopped_at + 2 and longer.results["stopped"] is None
+    epochs = [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, stopped_at + 3))
+    assert "patience: 0" in (out / "config.yaml").read_text()                  # the run dir says what ran
+    with pytest.raises(seqrec.ConfigError, match=r"train\.lr"):                 # what it computes may not change
+        api.train(demo_split, model=model, train={**TRAIN, "epochs": 9, "patience": 0, "lr": 0.1}, out=out,
+                  resume=True)

@@ -205,13 +205,24 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
     return Run(net, split, run_config, run_dir, results)
 
 
+# keys a resumed run may change: how long it runs and how it reports, never what it computes
+RESUME_MAY_CHANGE = frozenset({"train.epochs", "train.max_minutes", "train.patience", "train.progress",
+                               "train.num_threads"})
+
+
 def _check_resume_config(path: Path, requested: RunConfig) -> None:
+    """A resumed run must have the stored config, except for `RESUME_MAY_CHANGE` (e.g. a larger time budget or
+    more epochs for a run that stopped on them)."""
     stored = load_config(path)
     if config_hash(stored) != config_hash(requested):
         a, b = config_to_dict(stored), config_to_dict(requested)
-        diff = [f"{s}.{k}" for s in SECTIONS for k in set(a[s]) | set(b[s]) if a[s].get(k) != b[s].get(k)]
+        diff = {f"{s}.{k}" for s in SECTIONS for k in set(a[s]) | set(b[s]) if a[s].get(k) != b[s].get(k)}
+        if diff <= RESUME_MAY_CHANGE:
+            log.info("resuming with changed %s", ", ".join(sorted(diff)))
+            return
         raise ConfigError(f"--resume: the config differs from the one stored in {path} "
-                          f"({', '.join(sorted(diff))}); resume with the same config or start a new --out")
+                          f"({', '.join(sorted(diff - RESUME_MAY_CHANGE))}); resume with the same config (only "
+                          f"{', '.join(sorted(RESUME_MAY_CHANGE))} may change) or start a new --out")
 
 
 def _open_run_dir(out, config: RunConfig, split: Split, resume: bool) -> Path | None:

@@ -307,7 +307,22 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.state = TrainState(**json.loads(payload["train_state"]))
         set_rng_state(payload["rng"], self.rng)
+        self.state.stopped = self._stop_reason_on_resume(self.state.stopped)
         log.info("resumed from %s after epoch %d", path, self.state.epoch)
+
+    def _stop_reason_on_resume(self, stored: str | None) -> str | None:
+        """Why a resumed run is still stopped under the current config: a time budget or early stop that the
+        resumed config extends (a larger `max_minutes` or `patience`) no longer stops it; a non-finite loss does."""
+        if stored is None or not stored.startswith(("time budget", "early stop")):
+            return stored
+        budget, patience = self.train_cfg.max_minutes, self.train_cfg.patience
+        if budget is not None and self.state.elapsed >= budget * 60:
+            return f"time budget of {budget} minutes reached"
+        if patience and self.state.bad_evals >= patience:
+            return stored if stored.startswith("early stop") else (
+                f"early stop: no {self.eval_cfg.metric} improvement in {patience} evaluations "
+                f"(best {self.state.best_value:.4f} at epoch {self.state.best_epoch})")
+        return None
 
     def _best_weights(self) -> dict | None:
         path = self.checkpoint_dir / "best.pt" if self.checkpoint_dir is not None else None
