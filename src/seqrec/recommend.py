@@ -187,21 +187,9 @@ class Recommender:
             RecommendError: the model reads timestamps and none were given, or they are not one integer per
                 history item.
         """
-        if times is None:
-            if self.uses_times:
-                raise RecommendError("this model reads timestamps (HSTU with time_bias): give 'times', one "
-                                     "integer timestamp per history item", field="times")
-            return None
-        if isinstance(times, (str, bytes)) or not hasattr(times, "__len__"):
-            raise RecommendError("times must be a list of integer timestamps", field="times")
-        values = list(times)
-        if len(values) != length:
-            raise RecommendError(f"times has {len(values)} values but the history has {length} items; give one "
-                                 "timestamp per history item", field="times")
-        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in values):
-            bad = next(v for v in values if isinstance(v, bool) or not isinstance(v, (int, np.integer)))
-            raise RecommendError(f"times must be integer timestamps (seconds), got {bad!r}", field="times")
-        return np.asarray(values, dtype=np.int64)
+        return _per_item(times, length, field="times", what="timestamps", needed=self.uses_times,
+                         model="HSTU with time_bias", noun="integer timestamp",
+                         kind="integer timestamps (seconds)", ok=_is_integer, dtype=np.int64)
 
     def encode_ratings(self, ratings, length: int) -> np.ndarray | None:
         """The ratings of a raw history of `length` items as [H] float64; None when the model reads none and
@@ -211,23 +199,9 @@ class Recommender:
             RecommendError: the model reads ratings and none were given, or they are not one finite number per
                 history item.
         """
-        if ratings is None:
-            if self.uses_ratings:
-                raise RecommendError("this model reads ratings (HSTU with rating inputs): give 'ratings', one "
-                                     "rating per history item", field="ratings")
-            return None
-        if isinstance(ratings, (str, bytes)) or not hasattr(ratings, "__len__"):
-            raise RecommendError("ratings must be a list of numbers", field="ratings")
-        values = list(ratings)
-        if len(values) != length:
-            raise RecommendError(f"ratings has {len(values)} values but the history has {length} items; give one "
-                                 "rating per history item", field="ratings")
-        bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, float, np.integer,
-                                                                                      np.floating))
-                    or not np.isfinite(v)), None)
-        if bad is not None:
-            raise RecommendError(f"ratings must be finite numbers, got {bad!r}", field="ratings")
-        return np.asarray(values, dtype=np.float64)
+        return _per_item(ratings, length, field="ratings", what="ratings", needed=self.uses_ratings,
+                         model="HSTU with rating inputs", noun="rating", kind="finite numbers", ok=_is_number,
+                         dtype=np.float64)
 
     def encode_items(self, raw_ids, *, ignore_unknown: bool = False, field: str = "history"
                      ) -> tuple[np.ndarray, list]:
@@ -510,6 +484,35 @@ def _lower_id_first(scores: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
     order = np.lexsort((ids.numpy(), -scores.numpy().astype(np.float64)), axis=-1)   # score desc, id asc
     order = torch.from_numpy(order)
     return scores.gather(1, order), ids.gather(1, order)
+
+
+def _is_integer(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def _is_number(value) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+            and bool(np.isfinite(value)))
+
+
+def _per_item(values, length: int, *, field: str, what: str, needed: bool, model: str, noun: str, kind: str,
+              ok, dtype) -> np.ndarray | None:
+    """One value per history item (`times`, `ratings`) as an array, checked; None when not needed nor given."""
+    if values is None:
+        if needed:
+            raise RecommendError(f"this model reads {what} ({model}): give '{field}', one {noun} per history "
+                                 "item", field=field)
+        return None
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise RecommendError(f"{field} must be a list of {kind}", field=field)
+    values = list(values)
+    if len(values) != length:
+        raise RecommendError(f"{field} has {len(values)} values but the history has {length} items; give one "
+                             f"{noun} per history item", field=field)
+    bad = [v for v in values if not ok(v)]
+    if bad:
+        raise RecommendError(f"{field} must be {kind}, got {bad[0]!r}", field=field)
+    return np.asarray(values, dtype=dtype)
 
 
 def _flatten(histories: list[np.ndarray], dtype=np.int64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
