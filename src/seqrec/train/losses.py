@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqrec.models.layers.similarity import DotProduct
+from seqrec.models.layers.similarity import Cosine, DotProduct
 
 LOSSES = ("ce", "bce", "bpr", "sampled_softmax")
 DENSE_SCORES_LIMIT = 1 << 26   # per-row sampled softmax scores all items when M * (N + 1) is at most this
@@ -125,9 +125,10 @@ def sampled_softmax(states: Tensor, targets: Tensor, table: Tensor, similarity: 
     if negatives.dim() == 1:
         neg = similarity(states, table[negatives])                              # [M, K]
         collide = negatives.unsqueeze(0) == targets.unsqueeze(1)                 # [M, K]
-    elif states.shape[0] * table.shape[0] <= DENSE_SCORES_LIMIT:
+    elif isinstance(similarity, (DotProduct, Cosine)) and states.shape[0] * table.shape[0] <= DENSE_SCORES_LIMIT:
         # per-row negatives over a small catalogue: score every item once and pick the drawn columns; cheaper
-        # than gathering [M, K, D] vectors (and scattering their gradients back) when M * N is small
+        # than gathering [M, K, D] vectors (and scattering their gradients back) when M * N is small (not for
+        # MoL, whose P x P logits per pair make all-items scores the dearer path)
         neg = similarity(states, table).gather(1, negatives)                    # [M, K]
         collide = negatives == targets.unsqueeze(1)
     else:
