@@ -242,6 +242,7 @@ def test_paper_configs_load(name, monkeypatch):
     params = config.model.params
     assert (params.dim, params.dropout, params.max_len, params.temperature) == (50, 0.2, 200, 0.05)
     assert (config.loss.name, config.loss.negatives, config.loss.num_negatives) == ("sampled_softmax", "uniform", 128)
+    assert not config.loss.shared_negatives                        # per position, as the reference
     train = config.train
     assert (train.optimizer, train.lr, train.betas, train.batch_size) == ("adamw", 1e-3, [0.9, 0.98], 128)
     if name.startswith("ml1m_hstu_large"):
