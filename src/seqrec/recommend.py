@@ -209,14 +209,19 @@ class Recommender:
 
         Unknown ids are an error naming them, unless `ignore_unknown`.
         """
-        values = list(raw_ids)
+        dense, unknown = self._encode_checked(list(raw_ids), ignore_unknown, field)
+        return dense[dense >= 0], unknown
+
+    def _encode_checked(self, values: list, ignore_unknown: bool, field: str) -> tuple[np.ndarray, list]:
+        """([M] int64 dense ids, -1 for unknown ones; the unknown raw ids), refusing unknown ids unless
+        `ignore_unknown`."""
         dense = self._dense(values)
         unknown = [values[i] for i in np.flatnonzero(dense < 0)]
         if unknown and not ignore_unknown:
             shown = ", ".join(repr(v) for v in unknown[:10]) + (f" and {len(unknown) - 10} more"
                                                                 if len(unknown) > 10 else "")
             raise RecommendError(f"unknown item id(s) in {field}: {shown}", field=field)
-        return dense[dense >= 0].astype(np.int64), unknown
+        return dense, unknown
 
     def _dense(self, values: list) -> np.ndarray:
         """[M] int64 dense ids of raw item ids, -1 for the unknown ones."""
@@ -281,9 +286,9 @@ class Recommender:
 
     def _encode_history(self, history, ignore_unknown: bool) -> tuple[np.ndarray, list, np.ndarray]:
         """(dense ids of the known items, unknown raw ids, [H] bool mask of the known items)."""
-        values = list(history)
-        seen, ignored = self.encode_items(values, ignore_unknown=ignore_unknown)
-        return seen, ignored, self._dense(values) >= 0
+        dense, ignored = self._encode_checked(list(history), ignore_unknown, "history")
+        known = dense >= 0
+        return dense[known], ignored, known
 
     # ------------------------------------------------------------------ answering
 
