@@ -159,3 +159,15 @@ def test_resume_with_a_larger_budget_continues_a_run_that_stopped_on_it(demo_spl
     with pytest.raises(seqrec.ConfigError, match=r"train\.lr"):                 # what it computes may not change
         api.train(demo_split, model=model, train={**TRAIN, "epochs": 9, "patience": 0, "lr": 0.1}, out=out,
                   resume=True)
+
+
+def test_step_learning_rate_decay_is_logged_and_survives_resume(demo_split, tmp_path):
+    out = tmp_path / "run"
+    model = {"name": "sasrec", "dim": 16, "num_blocks": 1, "max_len": 20}
+    train = {**TRAIN, "patience": 0, "lr": 1e-3, "lr_decay": 0.1, "lr_decay_every": 2}
+    api.train(demo_split, model=model, train={**train, "epochs": 3}, out=out)
+    api.train(demo_split, model=model, train={**train, "epochs": 5}, out=out, resume=True)
+    lrs = [json.loads(line)["lr"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5])
+    with pytest.raises(seqrec.ConfigError, match="lr_decay"):
+        api.train(demo_split, model=model, train={**train, "lr_decay": 1.5})

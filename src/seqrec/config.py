@@ -213,6 +213,9 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.0, ge=0, description="weight decay (coupled for adam, decoupled for adamw)")
     betas: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
         [0.9, 0.999], min_length=2, max_length=2, description="Adam/AdamW moment decay rates [beta1, beta2]")
+    lr_decay: float = Field(1.0, gt=0, le=1, description="multiply the learning rate by this every lr_decay_every "
+                                                       "epochs (SR-GNN: 0.1 every 3); 1 = constant")
+    lr_decay_every: int = Field(1, ge=1, description="epochs between learning-rate decays (see lr_decay)")
     clip_norm: float | None = Field(5.0, gt=0, description="clip the gradient norm to this; null = never")
     epochs: int = Field(200, ge=1, description="most passes over the training data")
     batch_size: int = Field(128, ge=1, description="training sequences per step")

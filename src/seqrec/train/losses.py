@@ -57,21 +57,26 @@ class _DotSoftmaxCE(torch.autograd.Function):
     def forward(ctx, states: Tensor, table: Tensor, targets: Tensor) -> Tensor:
         items = table[1:]                                                          # [N, D]
         rows, num_items = states.shape[0], items.shape[0]
-        chunk = max(256, (1 << 22) // max(num_items, 1))
+        # Chunks of ~2^20 scores (4 MB, cache-sized: the exp/sum/scale passes are memory-bound), but at least
+        # 2D rows so that the matmuls stay efficient with wide embeddings.
+        chunk = max(2 * items.shape[1], (1 << 20) // max(num_items, 1), 1)
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        grad_states = torch.empty_like(states) if need_grad else None
+        grad_states = states.new_empty(states.shape) if need_grad else None                # contiguous
         grad_items = torch.zeros_like(items) if need_grad else None
         total = torch.zeros((), dtype=torch.float64, device=states.device)
         for start in range(0, rows, chunk):
             part = states[start:start + chunk]                                     # [c, D]
             cols = (targets[start:start + chunk] - 1).unsqueeze(1)                 # [c, 1]
             scores = part @ items.T                                                # [c, N]
-            lse = torch.logsumexp(scores, dim=1, keepdim=True)                     # [c, 1]
-            total += (lse - scores.gather(1, cols)).sum(dtype=torch.float64)
+            target_scores = scores.gather(1, cols)                                 # [c, 1]
+            peak = scores.amax(dim=1, keepdim=True)
+            scores.sub_(peak).exp_()                                               # one exp pass, in place
+            norm = scores.sum(dim=1, keepdim=True)
+            total += (peak + norm.log() - target_scores).sum(dtype=torch.float64)  # logsumexp - target
             if need_grad:
-                grad = scores.sub_(lse).exp_()                                     # softmax, in place
-                grad.scatter_add_(1, cols, torch.full_like(lse, -1.0))             # - onehot
-                grad_states[start:start + chunk] = grad @ items
+                grad = scores.mul_(norm.reciprocal_())                             # softmax
+                grad.scatter_add_(1, cols, torch.full_like(norm, -1.0))            # - onehot
+                torch.mm(grad, items, out=grad_states[start:start + chunk])
                 grad_items.addmm_(grad.T, part)
         if need_grad:
             ctx.save_for_backward(grad_states, grad_items)

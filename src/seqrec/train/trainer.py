@@ -155,8 +155,19 @@ class Trainer:
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cls = torch.optim.AdamW if self.train_cfg.optimizer == "adamw" else torch.optim.Adam
-        return cls(self.model.parameters(), lr=self.train_cfg.lr, betas=tuple(self.train_cfg.betas),
-                   weight_decay=self.train_cfg.weight_decay)
+        params = list(self.model.parameters())
+        # The fused kernel updates each tensor in one pass instead of ~10 (on CPU 59 -> 8 ms for a 43k x 100
+        # item table, a fifth of an SR-GNN step on Diginetica); same update up to float rounding.
+        fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
+        return cls(params, lr=self.train_cfg.lr, betas=tuple(self.train_cfg.betas),
+                   weight_decay=self.train_cfg.weight_decay, fused=fused)
+
+    def _set_lr(self, epoch: int) -> None:
+        """Step decay: lr x lr_decay^floor((epoch - 1) / lr_decay_every), a function of the epoch alone (resume-safe)."""
+        cfg = self.train_cfg
+        lr = cfg.lr * cfg.lr_decay ** ((epoch - 1) // cfg.lr_decay_every)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def _log_popularity(self) -> torch.Tensor:
         """[N + 1] log share of each item among training targets (in-batch negatives' sampling law)."""
@@ -202,7 +213,7 @@ class Trainer:
     def _run_epoch(self, epoch: int) -> dict:
         started = time.perf_counter()
         loss, sequences, train_seconds = self._train_epoch(epoch)
-        record = {"epoch": epoch, "loss": loss, "train_seconds": round(train_seconds, 3),
+        record = {"epoch": epoch, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"], "train_seconds": round(train_seconds, 3),
                   "sequences_per_second": round(sequences / max(train_seconds, 1e-9), 1)}
         self.state.epoch = epoch
         if epoch % self.train_cfg.eval_every == 0 or epoch == self.train_cfg.epochs:
@@ -239,6 +250,7 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> tuple[float, int, float]:
         model, cfg = self.model, self.train_cfg
         model.train()
+        self._set_lr(epoch)
         order = self.rng.permutation(self.starts.shape[0])
         if cfg.batching == "length":
             lengths = np.minimum(self.ends - self.starts, model.max_len + 1)
