@@ -199,3 +199,19 @@ def test_non_contiguous_input_gives_the_same_graphs():
     assert not view.is_contiguous()
     check_batch(HAND_MADE, view)
     assert torch.equal(srgnn_graph(view).adj_out, srgnn_graph(view.contiguous()).adj_out)
+
+
+def test_sgat_additive_scores_match_the_dense_formula_and_its_gradients():
+    from seqrec.models.layers.gnn import additive_scores
+
+    generator = torch.Generator().manual_seed(3)
+    q, k = (torch.randn(9, 6, 4, dtype=torch.float64, generator=generator, requires_grad=True) for _ in range(2))
+    w = torch.randn(4, dtype=torch.float64, generator=generator, requires_grad=True)
+    dense = torch.sigmoid(q[:, None, :, :] + k[:, :, None, :]) @ w                  # [b, i, j]: q at j, k at i
+    assert torch.allclose(additive_scores(q, k, w), dense, atol=1e-12)
+    assert float(dense[2, 1, 4].detach()) == pytest.approx(float((torch.sigmoid(q[2, 4] + k[2, 1]) @ w).detach()))
+    assert torch.autograd.gradcheck(additive_scores, (q, k, w))
+    # more rows than one chunk (the chunk is sized by V * V * H): same values in every chunk
+    big_q, big_k = torch.randn(2, 600, 80, 4), torch.randn(2, 600, 80, 4)
+    assert torch.allclose(additive_scores(big_q[0], big_k[0], w.detach().float()),
+                          torch.sigmoid(big_q[0][:, None] + big_k[0][:, :, None]) @ w.detach().float(), atol=1e-5)
