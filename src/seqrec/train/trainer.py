@@ -163,7 +163,8 @@ class Trainer:
                    weight_decay=self.train_cfg.weight_decay, fused=fused)
 
     def _set_lr(self, epoch: int) -> None:
-        """Step decay: lr x lr_decay^floor((epoch - 1) / lr_decay_every), a function of the epoch alone (resume-safe)."""
+        """Step decay: lr x lr_decay^floor((epoch - 1) / lr_decay_every), a function of the epoch alone
+        (resume-safe)."""
         cfg = self.train_cfg
         lr = cfg.lr * cfg.lr_decay ** ((epoch - 1) // cfg.lr_decay_every)
         for group in self.optimizer.param_groups:
@@ -213,7 +214,8 @@ class Trainer:
     def _run_epoch(self, epoch: int) -> dict:
         started = time.perf_counter()
         loss, sequences, train_seconds = self._train_epoch(epoch)
-        record = {"epoch": epoch, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"], "train_seconds": round(train_seconds, 3),
+        record = {"epoch": epoch, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
+                  "train_seconds": round(train_seconds, 3),
                   "sequences_per_second": round(sequences / max(train_seconds, 1e-9), 1)}
         self.state.epoch = epoch
         if epoch % self.train_cfg.eval_every == 0 or epoch == self.train_cfg.epochs:
