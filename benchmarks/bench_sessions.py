@@ -7,7 +7,7 @@ papers' choice of epoch on the test set would give (the test metrics are logged 
 the wall clock to the best epoch.
 
     SEQREC_DATA=../shared/datasets python benchmarks/bench_sessions.py --dataset diginetica --model srgnn \
-        [--set train.epochs=10] [--out DIR] [--resume]
+        [--set train.epochs=10] [--out DIR] [--resume] [--tag NAME]
     python benchmarks/bench_sessions.py --table
 
 Writes benchmarks/results/<dataset>_<model>.json. Paper figures (test, %): Diginetica SR-GNN 50.73 / 17.59,
@@ -39,6 +39,8 @@ def main() -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", default=None, help="run directory (default: runs/bench-<dataset>-<model>)")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--tag", default=None, help="variant name: results go to <dataset>_<model>_<tag>.json and "
+                        "the run directory defaults to runs/bench-<dataset>-<model>-<tag>")
     parser.add_argument("--table", action="store_true", help="print the markdown table of the results and exit")
     args = parser.parse_args()
     if args.table:
@@ -51,7 +53,8 @@ def main() -> int:
     name = f"{args.dataset}_{args.model}"
     config = load_config(HERE.parent / "configs" / f"{name}.yaml",
                          [*args.overrides, "train.progress=false", "eval.report_test=true"])
-    out = Path(args.out) if args.out else HERE.parent / "runs" / f"bench-{args.dataset}-{args.model}"
+    suffix = f"-{args.tag}" if args.tag else ""
+    out = Path(args.out) if args.out else HERE.parent / "runs" / f"bench-{args.dataset}-{args.model}{suffix}"
     started = time.perf_counter()
     run = api.train(config=config, out=out, resume=args.resume)
     wall = time.perf_counter() - started
@@ -62,7 +65,8 @@ def main() -> int:
         "date": date.today().isoformat(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "torch": __import__("torch").__version__},
-        "dataset": args.dataset, "model": args.model, "config": config_to_dict(config), "run_dir": str(out),
+        "dataset": args.dataset, "model": args.model, "tag": args.tag, "overrides": args.overrides,
+        "config": config_to_dict(config), "run_dir": str(out),
         "split": run.split.summary(),
         "best_epoch": best, "epochs_run": run.results["epochs_run"], "stopped": run.results.get("stopped"),
         "valid": run.results["valid"], "test": run.results["test"],
@@ -75,7 +79,7 @@ def main() -> int:
         "wall_seconds": round(wall, 1),
         "paper_p20_mrr20": PAPERS.get((args.dataset, args.model)),
     }
-    path = HERE / "results" / f"{name}.json"
+    path = HERE / "results" / f"{name}{'_' + args.tag if args.tag else ''}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
     test = result["test"]
     print(f"{name}: test P@20 {100 * test['HR@20']:.2f}  MRR@20 {100 * test['MRR@20']:.2f} (best valid epoch {best} "
@@ -101,7 +105,8 @@ def table(paths: list[Path]) -> str:
     for r in rows:
         t, bt = r["test"], r["test_at_best_test_epoch"]
         paper = r.get("paper_p20_mrr20")
-        lines.append(f"| {r['dataset']} | {r['model']} | {100 * t['HR@20']:.2f} | {100 * t['MRR@20']:.2f} | "
+        model = r["model"] + (f" ({r['tag']})" if r.get("tag") else "")
+        lines.append(f"| {r['dataset']} | {model} | {100 * t['HR@20']:.2f} | {100 * t['MRR@20']:.2f} | "
                      f"{r['best_epoch']} / {r['epochs_run']} | {100 * bt.get('HR@20', float('nan')):.2f} / "
                      f"{100 * bt.get('MRR@20', float('nan')):.2f} (epoch {bt['epoch']}) | "
                      f"{f'{paper[0]} / {paper[1]}' if paper else '-'} | {r['seconds_per_epoch_median']} | "

@@ -171,3 +171,15 @@ def test_step_learning_rate_decay_is_logged_and_survives_resume(demo_split, tmp_
     assert lrs == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5])
     with pytest.raises(seqrec.ConfigError, match="lr_decay"):
         api.train(demo_split, model=model, train={**train, "lr_decay": 1.5})
+
+
+def test_learning_rate_decay_can_start_early_as_srgnns_scheduler(demo_split, tmp_path):
+    """SR-GNN's code steps StepLR(3, 0.1) before each epoch: epochs 1-2 at lr, 3-5 at lr/10, 6-8 at lr/100."""
+    train = {**TRAIN, "patience": 0, "epochs": 7, "lr": 1e-2, "lr_decay": 0.1, "lr_decay_every": 3,
+             "lr_decay_start": 3}
+    out = tmp_path / "run"
+    api.train(demo_split, model={"name": "gru4rec", "dim": 8}, train=train, out=out)
+    lrs = [json.loads(line)["lr"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3, 1e-3, 1e-4, 1e-4])
+    with pytest.raises(seqrec.ConfigError, match="lr_decay_start"):
+        api.train(demo_split, model="gru4rec", train={**train, "lr_decay_start": 1})

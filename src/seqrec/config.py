@@ -216,6 +216,9 @@ class TrainConfig(_Section):
     lr_decay: float = Field(1.0, gt=0, le=1, description="multiply the learning rate by this every lr_decay_every "
                                                        "epochs (SR-GNN: 0.1 every 3); 1 = constant")
     lr_decay_every: int = Field(1, ge=1, description="epochs between learning-rate decays (see lr_decay)")
+    lr_decay_start: int | None = Field(None, ge=2, description="epoch (1-based) that first runs at the decayed "
+                                       "rate; null = lr_decay_every + 1 (SR-GNN's code: 3, it steps its "
+                                       "scheduler before each epoch)")
     clip_norm: float | None = Field(5.0, gt=0, description="clip the gradient norm to this; null = never")
     epochs: int = Field(200, ge=1, description="most passes over the training data")
     batch_size: int = Field(128, ge=1, description="training sequences per step")

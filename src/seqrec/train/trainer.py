@@ -163,10 +163,12 @@ class Trainer:
                    weight_decay=self.train_cfg.weight_decay, fused=fused)
 
     def _set_lr(self, epoch: int) -> None:
-        """Step decay: lr x lr_decay^floor((epoch - 1) / lr_decay_every), a function of the epoch alone
-        (resume-safe)."""
+        """Step decay, a function of the epoch alone (resume-safe): lr x lr_decay^k, k = 0 before epoch
+        `lr_decay_start` (default lr_decay_every + 1) and 1 + (epoch - start) // lr_decay_every from it on."""
         cfg = self.train_cfg
-        lr = cfg.lr * cfg.lr_decay ** ((epoch - 1) // cfg.lr_decay_every)
+        start = cfg.lr_decay_start if cfg.lr_decay_start is not None else cfg.lr_decay_every + 1
+        decays = 0 if epoch < start else 1 + (epoch - start) // cfg.lr_decay_every
+        lr = cfg.lr * cfg.lr_decay ** decays
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
