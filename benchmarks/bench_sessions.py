@@ -1,10 +1,10 @@
 """Session-based benchmark: SR-GNN / GC-SAN on Diginetica or Yoochoose 1/64 (configs/<dataset>_<model>.yaml).
 
 Trains the config (every prefix of every training session is a sample; the epoch is chosen on validation
-MRR@20, the latest `split.valid_fraction` of the training sessions: 1% in the configs) and reports test P@20 (= HR@20) and MRR@20 in %, plus what the
-papers' choice of epoch on the test set would give (the test metrics are logged after every validation with
-`eval.report_test`, never used to choose), seconds per epoch, sequences (prefixes) per second, peak RSS and
-the wall clock to the best epoch.
+MRR@20, the latest `split.valid_fraction` of the training sessions: 1% in the configs) and reports test P@20
+(= HR@20) and MRR@20 in %, plus what the papers' choice of epoch on the test set would give (the test metrics
+are logged after every validation with `eval.report_test`, never used to choose), seconds per epoch, sequences
+(prefixes) per second, peak RSS and the wall clock to the best epoch.
 
     SEQREC_DATA=../shared/datasets python benchmarks/bench_sessions.py --dataset diginetica --model srgnn \
         [--set train.epochs=10] [--out DIR] [--resume] [--tag NAME]
