@@ -155,11 +155,12 @@ def test_every_loss_is_finite_and_trains(setup, spec):
     assert states.grad.abs().sum() > 0 and table.grad[1:].abs().sum() > 0
 
 
-def test_fused_ce_matches_autograd_reference_in_value_and_gradients():
+@pytest.mark.parametrize("rows, items", [(3000, 2000), (100, 70_000)])   # [c, N] blocks; transposed [N, c] blocks
+def test_fused_ce_matches_autograd_reference_in_value_and_gradients(rows, items):
     g = torch.Generator().manual_seed(2)
-    states = torch.randn(3000, 8, generator=g, dtype=torch.float64, requires_grad=True)  # several chunks
-    table = torch.randn(2001, 8, generator=g, dtype=torch.float64, requires_grad=True)
-    targets = torch.randint(1, 2001, (3000,), generator=g)
+    states = torch.randn(rows, 8, generator=g, dtype=torch.float64, requires_grad=True)  # several chunks
+    table = torch.randn(items + 1, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(1, items + 1, (rows,), generator=g)
     fused = full_softmax_ce(states, targets, table, DotProduct())
     (fused * 3).backward()
     gs, gt = states.grad.clone(), table.grad.clone()
