@@ -28,7 +28,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SHIPPED = ("demo_sasrec.yaml", "ml1m_pop.yaml", "ml1m_sasrec.yaml", "ml1m_gru4rec.yaml", "ml1m_bert4rec.yaml",
            "ml1m_nextitnet.yaml", "ml1m_sasrec_sampled.yaml", "ml1m_hstu.yaml", "ml1m_hstu_large.yaml",
            "ml1m_hstu_large_mol.yaml", "diginetica_srgnn.yaml", "diginetica_gcsan.yaml", "diginetica_lessr.yaml",
-           "yoochoose64_srgnn.yaml",
+           "yoochoose64_srgnn.yaml", "yoochoose64_lessr.yaml",
            "yoochoose64_gcsan.yaml", "ml100k_hstu.yaml", "ml1m_srgnn.yaml", "ml1m_gcsan.yaml", "ml1m_lessr.yaml")
 
 
