@@ -157,8 +157,10 @@ def session_nodes(items: Tensor) -> SessionNodes:
     width = max(int(num_nodes.max()), 1)                                            # V
     # a node's clicks all carry its item; padding positions (node 0, item 0) never win the max
     node_items = items.new_zeros(batch, width).scatter_reduce_(1, alias, items, "amax")
-    last_column = real.cumsum(1).argmax(1, keepdim=True)                            # [B, 1] first of the max count
-    last = alias.gather(1, last_column).squeeze(1)                                  # [B] 0 for an empty row
+    # the row's last click is its clicks' last flat position (`positions` is row-major); empty rows keep node 0
+    clicks = real.sum(1)                                                            # [B]
+    ends = clicks.cumsum(0).sub_(1).clamp_(min=0)                                   # [B] index of the last click
+    last = alias.view(-1).index_select(0, positions.index_select(0, ends)).masked_fill_(clicks == 0, 0)  # [B]
     return SessionNodes(node_items, alias, real, num_nodes, last, occurrence, seen.mul_(real))
 
 
@@ -184,9 +186,10 @@ def _group_by_row_and_item(items: Tensor, positions: Tensor) -> tuple[Tensor, Te
 def srgnn_graph(items_or_nodes: Tensor | SessionNodes) -> SRGNNGraph:
     """SR-GNN's degree-normalised in/out adjacency of every row (see the module docstring).
 
-    Both adjacencies come from one scatter-max over the consecutive position pairs into [2, B, V * V] (slot
-    u * V + v of the out-graph, v * V + u of the in-graph): 1.0 however often a pair is clicked, and a pair
-    with padding writes 0.
+    Works on the click pairs, never on the dense matrices until the one write: the batch's distinct edges
+    (row, u, v) come from one sort of their joint key, their counts per source and per target node are the
+    out- and in-degrees, and each distinct edge writes 1 / outdeg(u) at [u, v] of the out-graph and 1 /
+    indeg(v) at [v, u] of the in-graph of a zeroed [2, B, V, V].
 
     Args:
         items_or_nodes: [B, L] integer item ids (0 = padding) or their `session_nodes`.
@@ -194,14 +197,25 @@ def srgnn_graph(items_or_nodes: Tensor | SessionNodes) -> SRGNNGraph:
     nodes = _nodes(items_or_nodes)
     batch, width = nodes.items.shape
     alias, real = nodes.alias, nodes.is_click
-    source, target = alias[:, :-1], alias[:, 1:]                                    # [B, L - 1]
-    is_edge = (real[:, :-1] & real[:, 1:]).to(torch.get_default_dtype())            # [B, L - 1] 1.0 at a click pair
-    slots = torch.stack([torch.add(target, source, alpha=width), torch.add(source, target, alpha=width)])
-    linked = torch.zeros(2, batch, width * width, device=alias.device)
-    linked = linked.scatter_reduce_(2, slots, is_edge.expand(2, -1, -1), "amax").view(2, batch, width, width)
-    degree = linked @ linked.new_ones(width, 1)                                     # [2, B, V, 1] exact counts
-    linked.div_(degree.clamp_(min=1.0))                                             # / outdeg(u), / indeg(v)
-    return SRGNNGraph(nodes, linked[1], linked[0])
+    square = width * width
+    adjacency = torch.zeros(2, batch * square, device=alias.device)
+    is_edge = (real[:, :-1] & real[:, 1:]).view(-1)                                 # [B * (L - 1)] click pairs
+    if alias.shape[1] > 1 and bool(is_edge.any()):
+        pair = torch.nonzero(is_edge).squeeze(1)                                    # [P] flat pair index
+        row = pair // (alias.shape[1] - 1)
+        flat = pair + row                                                           # the pair's source position
+        source, target = alias.view(-1)[flat], alias.view(-1)[flat + 1]
+        edge = torch.unique(row * square + source * width + target)                 # [Q] distinct (row, u, v)
+        row, within = edge // square, edge % square
+        source, target = within // width, within % width
+        from_u, into_v = row * width + source, row * width + target                 # [Q] flat node ids
+        out_degree = torch.bincount(from_u, minlength=batch * width)
+        in_degree = torch.bincount(into_v, minlength=batch * width)
+        adjacency[0].index_put_((row * square + target * width + source,),
+                                in_degree.index_select(0, into_v).to(adjacency.dtype).reciprocal_())
+        adjacency[1].index_put_((edge,), out_degree.index_select(0, from_u).to(adjacency.dtype).reciprocal_())
+    adjacency = adjacency.view(2, batch, width, width)
+    return SRGNNGraph(nodes, adjacency[0], adjacency[1])
 
 
 def eop_multigraph(items_or_nodes: Tensor | SessionNodes) -> EOPGraph:
