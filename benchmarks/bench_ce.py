@@ -29,13 +29,13 @@ import torch
 from seqrec.train.losses import _DotSoftmaxCE
 
 HERE = Path(__file__).resolve().parent
-# name: (rows per batch, D, N). Session models score one state per session prefix (batch 512); SASRec and the
-# zoo on ML-1M score every position of a 128 x 200 batch, of which ~6,400 are real on average.
+# name: (rows per batch, D, N). Session models score one state per session prefix (LESSR's batch 512, SR-GNN's and
+# GC-SAN's 100); SASRec on ML-1M scores every real position of a 128 x 200 batch, ~6,400 on average.
 SHAPES = {
-    "lessr, diginetica (D 32)": (512, 32, 43097),
-    "srgnn/gcsan, diginetica (D 100)": (512, 100, 43097),
-    "srgnn/gcsan, yoochoose 1/64 (D 100)": (512, 100, 37483),
-    "sasrec, ml-1m (D 50)": (6400, 50, 3416),
+    "lessr, diginetica (batch 512, D 32)": (512, 32, 43097),
+    "srgnn/gcsan, diginetica (batch 100, D 100)": (100, 100, 43097),
+    "srgnn/gcsan, yoochoose 1/64 (batch 100, D 100)": (100, 100, 37483),
+    "sasrec, ml-1m (6,400 rows, D 50)": (6400, 50, 3416),
 }
 LAYOUTS = {"rows [c, N]": False, "items [N, c]": True, "auto": None}
 
@@ -78,7 +78,7 @@ def main() -> int:
                "ms_all": {k: [round(x * 1e3, 1) for x in v] for k, v in samples.items()},
                "rows_layout_over_auto": round(median["rows [c, N]"] / median["auto"], 2)}
         rows_out.append(row)
-        print(f"{name:38s} auto={row['auto_layout']:13s} " + "  ".join(
+        print(f"{name:46s} auto={row['auto_layout']:13s} " + "  ".join(
             f"{k} {v:7.1f} ms" for k, v in row["ms_median"].items()) + f"  [c,N]/auto {row['rows_layout_over_auto']}x",
             flush=True)
     result = {"date": str(date.today()), "machine": platform.processor() or platform.machine(),
