@@ -206,12 +206,12 @@ def srgnn_graph(items_or_nodes: Tensor | SessionNodes) -> SRGNNGraph:
         flat = pair + row                                                           # the pair's source position
         source, target = alias.view(-1)[flat], alias.view(-1)[flat + 1]
         edge = torch.unique(row * square + source * width + target)                 # [Q] distinct (row, u, v)
-        row, within = edge // square, edge % square
-        source, target = within // width, within % width
-        from_u, into_v = row * width + source, row * width + target                 # [Q] flat node ids
+        from_u, target = edge // width, edge % width                                # [Q] flat node row * V + u, v
+        source = from_u % width
+        into_v = from_u - source + target                                           # [Q] flat node row * V + v
         out_degree = torch.bincount(from_u, minlength=batch * width)
         in_degree = torch.bincount(into_v, minlength=batch * width)
-        adjacency[0].index_put_((row * square + target * width + source,),
+        adjacency[0].index_put_((into_v * width + source,),                         # in-graph slot [row, v, u]
                                 in_degree.index_select(0, into_v).to(adjacency.dtype).reciprocal_())
         adjacency[1].index_put_((edge,), out_degree.index_select(0, from_u).to(adjacency.dtype).reciprocal_())
     adjacency = adjacency.view(2, batch, width, width)
