@@ -215,3 +215,51 @@ def test_sgat_additive_scores_match_the_dense_formula_and_its_gradients():
     big_q, big_k = torch.randn(2, 600, 80, 4), torch.randn(2, 600, 80, 4)
     assert torch.allclose(additive_scores(big_q[0], big_k[0], w.detach().float()),
                           torch.sigmoid(big_q[0][:, None] + big_k[0][:, :, None]) @ w.detach().float(), atol=1e-5)
+
+
+def test_eopa_matches_a_gru_over_every_node_s_ordered_messages():
+    """EOPA's split GRU (first step by hand from h = 0, `nn.GRU` on the later messages of nodes with two or more
+    in-edges) against the plain formula: `nn.GRU` over each node's full ordered message list, per session."""
+    from seqrec.models.layers.gnn import EOPA
+
+    torch.manual_seed(0)
+    layer = EOPA(6, 5, batch_norm=False).double()
+    sessions = HAND_MADE + [[3, 1, 3, 1, 3, 1, 3], [2, 2, 1, 2, 4, 2]]        # in-degrees up to 5
+    items = pad(sessions, 8, "right")
+    nodes = session_nodes(items)
+    x = torch.randn(len(sessions), nodes.items.shape[1], 6, dtype=torch.float64, requires_grad=True)
+    out = layer(eop_multigraph(nodes), x)
+    weights = torch.randn_like(out)
+    (out * weights).sum().backward()
+    got_grads = [x.grad.clone()] + [p.grad.clone() for p in layer.parameters()]
+    x.grad = None
+    layer.zero_grad()
+    expected = torch.zeros_like(out)
+    for row, session in enumerate(sessions):
+        ref = reference(session)
+        for node, sources in enumerate(ref["sources"]):
+            neighbour = torch.zeros(6, dtype=torch.float64)
+            if sources:
+                _, last = layer.gru(x[row, sources].unsqueeze(0))                     # one sequence, h0 = 0
+                neighbour = last[0, 0]
+            expected[row, node] = layer.activation(
+                (layer.self_map(x[row, node]) + layer.neighbour_map(neighbour)).unsqueeze(0))[0]
+    torch.testing.assert_close(out, expected)
+    assert not out[~nodes.valid].any()                                              # padding nodes stay zero
+    (expected * weights).sum().backward()
+    for got, want in zip(got_grads, [x.grad] + [p.grad for p in layer.parameters()]):
+        torch.testing.assert_close(got, want)
+
+
+def test_eopa_on_chains_never_runs_the_packed_gru():
+    """Sessions without a repeated item give every node at most one in-edge: the hand-made first step is all."""
+    from seqrec.models.layers.gnn import EOPA
+
+    layer = EOPA(4, 4)
+    calls = []
+    layer.gru.register_forward_hook(lambda *args: calls.append(1))
+    items = pad([[1, 2, 3], [4, 5], [6]], 4, "left")
+    out = layer(eop_multigraph(items), torch.randn(3, 3, 4))
+    assert out.shape == (3, 3, 4) and not calls
+    layer(eop_multigraph(pad([[1, 2, 1, 2]], 4, "left")), torch.randn(1, 2, 4))     # 1 -> 2 twice: degree 2
+    assert calls
