@@ -263,3 +263,36 @@ def test_eopa_on_chains_never_runs_the_packed_gru():
     assert out.shape == (3, 3, 4) and not calls
     layer(eop_multigraph(pad([[1, 2, 1, 2]], 4, "left")), torch.randn(1, 2, 4))     # 1 -> 2 twice: degree 2
     assert calls
+
+
+def test_sgat_additive_scores_with_limits_compute_exactly_the_prefix_of_each_row():
+    from seqrec.models.layers.gnn import additive_scores
+
+    generator = torch.Generator().manual_seed(4)
+    for rows, width in [(5, 7), (3, 40)]:                                       # one block; four blocks of 10
+        q, k = (torch.randn(rows, width, 3, dtype=torch.float64, generator=generator, requires_grad=True)
+                for _ in range(2))
+        w = torch.randn(3, dtype=torch.float64, generator=generator, requires_grad=True)
+        limit = torch.randint(0, width + 1, (rows, width), generator=generator)
+        limit[0] = torch.arange(1, width + 1)                                    # a chain's reach: i + 1
+        limit[-1] = 0                                                            # a row of padding nodes
+        inside = torch.arange(width) < limit.unsqueeze(-1)                       # [b, i, j]: j < limit[b, i]
+        dense = torch.sigmoid(q[:, None, :, :] + k[:, :, None, :]) @ w
+        got = additive_scores(q, k, w, limit)
+        assert torch.allclose(got[inside], dense[inside], atol=1e-12)            # the rest: for the caller to mask
+    # one chain (reach i + 1), four blocks of 10 rows i: block 0 stops at column 10, block 1 at 20, ...
+    chain = torch.arange(1, 41).unsqueeze(0)
+    got = additive_scores(q[:1].detach(), k[:1].detach(), w.detach(), chain)
+    dense = torch.sigmoid(q[:1, None, :, :] + k[:1, :, None, :]).detach() @ w.detach()
+    for block in range(4):
+        rows = slice(10 * block, 10 * block + 10)
+        assert torch.allclose(got[0, rows, :10 * block + 10], dense[0, rows, :10 * block + 10], atol=1e-12)
+        assert not got[0, rows, 10 * block + 10:].any()                          # left out
+        assert torch.autograd.gradcheck(lambda q, k, w: additive_scores(q, k, w, limit), (q, k, w))
+
+
+def test_lessr_sgat_reach_is_the_row_count_of_the_shortcut_adjacency():
+    items = pad(HAND_MADE, 7, "left")
+    graph = shortcut_graph(items)
+    assert torch.equal(graph.reach, graph.adjacency.sum(1))                      # edges into v, over u
+    assert not graph.reach[~graph.nodes.valid].any()

@@ -120,9 +120,10 @@ class ShortcutGraph:
     nodes: SessionNodes
     adjacency: Tensor   # [B, V, V] bool, adjacency[u, v]: edge u -> v (v aggregates from u); diagonal set at real nodes
     #                     (a transposed view: memory holds [B, v, u], the layout SGAT reads)
+    reach: Tensor       # [B, V] int64 the edges into v are exactly the u < reach[v] (0 at padding nodes)
 
     def to(self, device: torch.device | str) -> ShortcutGraph:
-        return ShortcutGraph(self.nodes.to(device), self.adjacency.to(device))
+        return ShortcutGraph(self.nodes.to(device), self.adjacency.to(device), self.reach.to(device))
 
 
 def session_nodes(items: Tensor) -> SessionNodes:
@@ -257,7 +258,7 @@ def shortcut_graph(items_or_nodes: Tensor | SessionNodes) -> ShortcutGraph:
     reach = alias.new_zeros(batch, width).scatter_reduce_(1, alias, nodes.seen, "amax")  # [B, V]
     # row v of the [B, v, u] layout is the prefix u < reach(v): rows of a small table (cheaper than a compare)
     adjacency = _prefixes(reach, width).transpose(1, 2)                             # [B, V(u), V(v)]
-    return ShortcutGraph(nodes, adjacency)
+    return ShortcutGraph(nodes, adjacency, reach)
 
 
 def _prefixes(counts: Tensor, size: int) -> Tensor:
