@@ -84,14 +84,16 @@ def load_session_split(config: RunConfig) -> Split:
     d, s = config.data, config.split
     valid_fraction = s.valid_fraction if s.valid_fraction is not None else 0.1
     if d.test_path is not None:
-        return sessions.load_session_files(d.path, d.test_path, valid_fraction=valid_fraction)
+        return sessions.load_session_files(d.path, d.test_path, valid_fraction=valid_fraction,
+                                           valid_sessions=s.valid_sessions, seed=s.seed)
     if d.format == "diginetica":
         clicks = sessions.read_diginetica(d.path)
     else:
         clicks = read_interactions(d.path, format=d.format, columns=d.columns, separator=d.separator,
                                    header=d.header)
     return sessions.preprocess_sessions(clicks, test_days=s.test_days, max_session_len=s.max_session_len,
-                                        valid_fraction=valid_fraction, source=d.path)
+                                        valid_fraction=valid_fraction, valid_sessions=s.valid_sessions,
+                                        seed=s.seed, source=d.path)
 
 
 def make_split(data: SequenceData, config: RunConfig) -> Split:

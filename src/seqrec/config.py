@@ -129,8 +129,8 @@ class DataConfig(_Section):
 class SplitConfig(_Section):
     protocol: Literal["leave_one_out", "temporal", "session"] = Field(
         "leave_one_out", description="leave_one_out: last item test, the one before valid; temporal: time cut-offs; "
-                                     "session: every prefix of the test sessions (SR-GNN), validation = the latest "
-                                     "valid_fraction of the training sessions")
+                                     "session: every prefix of the test sessions (SR-GNN), validation = valid_fraction "
+                                     "of the training sessions (split.valid_sessions)")
     test_days: float = Field(7, gt=0, description="session protocol on a raw click log: sessions of the last this "
                                                    "many days are the test set (Diginetica 7, Yoochoose 1)")
     max_session_len: int | None = Field(None, ge=2, description="session protocol on a raw click log: keep the "
@@ -139,6 +139,10 @@ class SplitConfig(_Section):
                                                                        "validation window; session: share of the "
                                                                        "(latest) training sessions, default 0.1; "
                                                                        "validation window")
+    valid_sessions: Literal["latest", "random"] = Field("latest", description="session: which training sessions "
+                                                                                "validate, the latest or a seeded "
+                                                                                "random draw (split.seed)")
+    seed: int = Field(0, ge=0, description="session: seed of the random validation draw")
     test_fraction: float | None = Field(None, gt=0, lt=1, description="temporal: share of (latest) interactions "
                                                                       "in the test window")
     targets: Literal["all", "first"] = Field("all", description="temporal: every interaction of a window, or "

@@ -246,3 +246,49 @@ def test_evaluator_ranks_session_targets(tmp_path):
     model.fit(split)                       # counts rows 0-2 only (row 3 validates): 2 x4, 1 x1, 3 x1, 4 x1
     assert torch.exp(model.popularity[1:, 0]).round().tolist() == [2, 5, 2, 2]
     assert target_ranks(model, split.test).tolist() == [1, 4]       # 2 is the most popular; 3 ties -> last
+
+
+def test_random_validation_sessions(tmp_path):
+    sessions = [[1, 2], [2, 3, 2], [4, 2], [3, 3, 1], [1, 4], [2, 4, 3], [3, 1], [4, 4, 2], [1, 3], [2, 1]]
+    train = write_sessions(tmp_path / "train.txt", sessions)
+    test = write_sessions(tmp_path / "test.txt", [[4, 2, 3]])
+    latest = load_session_files(train, test, valid_fraction=0.3)
+    assert np.unique(latest.valid.users).tolist() == [7, 8, 9]
+    draws = {}
+    for seed in (0, 1, 2, 3):
+        split = load_session_files(train, test, valid_fraction=0.3, valid_sessions="random", seed=seed)
+        rows = np.unique(split.valid.users)
+        assert rows.size == 3 and np.all(rows < 10)
+        assert split.info["valid_sessions"] == 3 and split.info["valid_selection"] == f"random (seed {seed})"
+        starts, ends = split.data.offsets[:-1], split.data.offsets[1:]
+        trains = np.setdiff1d(np.arange(10), rows)
+        assert np.array_equal(split.train_end[trains], ends[trains])          # the other 7 train whole
+        assert np.array_equal(split.train_end[rows], starts[rows])            # validation rows train nothing
+        # every prefix of each validation session is a target once, as the session's own clicks
+        assert len(split.valid) == sum(len(sessions[r]) - 1 for r in rows)
+        assert split.valid.positions.tolist() == [p for r in rows for p in range(starts[r] + 1, ends[r])]
+        assert split.info["train_targets"] == sum(len(sessions[r]) - 1 for r in trains)
+        check_prefixes(split, 1)
+        draws[seed] = rows.tolist()
+    again = load_session_files(train, test, valid_fraction=0.3, valid_sessions="random", seed=2)
+    assert np.unique(again.valid.users).tolist() == draws[2]                  # deterministic under the seed
+    assert len({tuple(v) for v in draws.values()}) > 1                        # and the draw depends on it
+    with pytest.raises(ConfigError, match="valid_sessions"):
+        load_session_files(train, test, valid_sessions="earliest")
+
+
+def test_random_validation_from_the_config(tmp_path):
+    from seqrec import api
+    from seqrec.config import config_from_dict
+
+    train = write_sessions(tmp_path / "train.txt", [[1, 2], [2, 3, 2], [4, 2], [3, 3, 1], [1, 4]])
+    test = write_sessions(tmp_path / "test.txt", [[4, 2, 3]])
+    tree = {"data": {"path": str(train), "test_path": str(test), "format": "sessions"},
+            "split": {"protocol": "session", "valid_fraction": 0.4, "valid_sessions": "random", "seed": 5},
+            "model": {"name": "pop"}}
+    split = api.load_split(config_from_dict(tree))
+    expected = load_session_files(train, test, valid_fraction=0.4, valid_sessions="random", seed=5)
+    assert np.array_equal(split.valid.users, expected.valid.users) and split.info["valid_sessions"] == 2
+    tree["split"]["valid_sessions"] = "first"
+    with pytest.raises(ConfigError, match="valid_sessions"):
+        config_from_dict(tree)

@@ -90,7 +90,7 @@ def clicks_from_interactions(interactions: Interactions) -> pl.DataFrame:
 
 def preprocess_sessions(clicks: pl.DataFrame | Interactions, *, test_days: float = 7, min_item_count: int = 5,
                         max_session_len: int | None = None, valid_fraction: float = 0.1,
-                        source: str = "<memory>") -> Split:
+                        valid_sessions: str = "latest", seed: int = 0, source: str = "<memory>") -> Split:
     """The SR-GNN preprocessing of a click log, vectorised (Polars; no loop over rows or sessions).
 
     Steps, in SR-GNN's order (CRIPAC-DIG/SR-GNN `preprocess.py`):
@@ -117,7 +117,8 @@ def preprocess_sessions(clicks: pl.DataFrame | Interactions, *, test_days: float
         test_days: length of the test period in days (7 for Diginetica, 1 for Yoochoose).
         min_item_count: fewest clicks an item needs to be kept.
         max_session_len: keep at most this many first clicks of a session (None: all).
-        valid_fraction: share of the training sessions (the latest) used for validation.
+        valid_fraction: share of the training sessions used for validation.
+        valid_sessions: which: "latest" (the last ones) or "random" (a draw seeded by `seed`).
         source: description for messages and summaries.
 
     Returns:
@@ -172,7 +173,7 @@ def preprocess_sessions(clicks: pl.DataFrame | Interactions, *, test_days: float
             "sessions_on_split_date": on_split, "min_item_count": min_item_count,
             "max_session_len": max_session_len}
     data.info.update(info)
-    return split_sessions(data, num_train, valid_fraction=valid_fraction)
+    return split_sessions(data, num_train, valid_fraction=valid_fraction, valid_sessions=valid_sessions, seed=seed)
 
 
 def _check_options(test_days, min_item_count, max_session_len, valid_fraction) -> None:
@@ -199,7 +200,8 @@ def _raw_ids(series: pl.Series) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- preprocessed files
 
 def load_session_files(train_path: str | os.PathLike[str], test_path: str | os.PathLike[str], *,
-                       valid_fraction: float = 0.1, remap: bool = False) -> Split:
+                       valid_fraction: float = 0.1, valid_sessions: str = "latest", seed: int = 0,
+                       remap: bool = False) -> Split:
     """Preprocessed sessions, one per line (`item,item,...`), training and test in separate files.
 
     Both files are read by the `sessions` reader (vectorised; a bad id raises `DataError` naming the file, line
@@ -208,7 +210,8 @@ def load_session_files(train_path: str | os.PathLike[str], test_path: str | os.P
 
     Args:
         train_path, test_path: the training and test session files.
-        valid_fraction: share of the training sessions (the last lines) used for validation.
+        valid_fraction: share of the training sessions used for validation.
+        valid_sessions: which: "latest" (the last lines) or "random" (a draw seeded by `seed`).
         remap: map the items of both files densely to 1..N (sorted raw ids). False keeps the file's ids as
             dense ids, N = the largest id in either file, as SR-GNN's `n_node` does (Yoochoose 1/64 has ids
             up to 37,483 of which 17,376 occur in training).
@@ -241,7 +244,7 @@ def load_session_files(train_path: str | os.PathLike[str], test_path: str | os.P
     source = f"{train_path} + {test_path}"
     data = _sequence_data(dense, lengths, np.arange(dense.shape[0], dtype=np.int64), vocab, False, source)
     data.info.update({"train_file": str(train_path), "test_file": str(test_path), "remap": remap})
-    return split_sessions(data, num_train, valid_fraction=valid_fraction)
+    return split_sessions(data, num_train, valid_fraction=valid_fraction, valid_sessions=valid_sessions, seed=seed)
 
 
 def _check_positive_ids(frame: pl.DataFrame, path) -> None:
@@ -269,13 +272,16 @@ def _sequence_data(items: np.ndarray, lengths: np.ndarray, times: np.ndarray, vo
                         item_vocab=vocab, has_time=has_time, source=source)
 
 
-def split_sessions(data: SequenceData, num_train: int, *, valid_fraction: float = 0.1) -> Split:
+def split_sessions(data: SequenceData, num_train: int, *, valid_fraction: float = 0.1,
+                   valid_sessions: str = "latest", seed: int = 0) -> Split:
     """The session split of sessions stored as rows: rows `[0, num_train)` are training sessions in time
     order, the rest are test sessions.
 
-    The last `round(valid_fraction * num_train)` training rows become validation rows. Training rows train
-    whole (`train_end = offsets[r + 1]`); validation and test rows train nothing (`train_end = offsets[r]`)
-    and give one target per click after the first, whose input is the row's earlier clicks.
+    `round(valid_fraction * num_train)` training rows become validation rows: the last ones (`valid_sessions`
+    "latest", the sessions just before the test period) or a uniform draw of them ("random", seeded by `seed`;
+    the latest sessions then stay in training). Training rows train whole (`train_end = offsets[r + 1]`);
+    validation and test rows train nothing (`train_end = offsets[r]`) and give one target per click after the
+    first, whose input is the row's earlier clicks.
 
     Returns:
         A `Split` with protocol "session"; `info` counts the sessions and targets of each part.
@@ -287,27 +293,35 @@ def split_sessions(data: SequenceData, num_train: int, *, valid_fraction: float 
     num_sessions = data.num_users
     if not 0 < num_train <= num_sessions:
         raise ConfigError(f"num_train must be in 1..{num_sessions} (the number of sessions), got {num_train}")
+    if valid_sessions not in ("latest", "random"):
+        raise ConfigError(f"valid_sessions must be 'latest' or 'random', got {valid_sessions!r}")
     num_valid = int(np.floor(valid_fraction * num_train + 0.5))
-    fit_rows = num_train - num_valid
+    if valid_sessions == "latest":
+        valid_rows = np.arange(num_train - num_valid, num_train, dtype=np.int64)
+    else:
+        valid_rows = np.sort(np.random.default_rng(seed).choice(num_train, num_valid, replace=False)).astype(np.int64)
+    is_train = np.arange(num_sessions) < num_train
+    is_train[valid_rows] = False
     starts, ends = data.offsets[:-1], data.offsets[1:]
-    train_end = np.where(np.arange(num_sessions) < fit_rows, ends, starts)         # [S]
-    valid = _prefix_targets(data, fit_rows, num_train)
-    test = _prefix_targets(data, num_train, num_sessions)
+    train_end = np.where(is_train, ends, starts)                                    # [S]
+    valid = _prefix_targets(data, valid_rows)
+    test = _prefix_targets(data, np.arange(num_train, num_sessions, dtype=np.int64))
     if len(test) == 0:
         raise DataError(f"the session split of {data.source} has no test target",
                         expected="test sessions of at least 2 clicks")
-    info = {"train_sessions": fit_rows, "valid_sessions": num_valid, "test_sessions": num_sessions - num_train,
-            "valid_fraction": valid_fraction,
-            "train_targets": int((ends[:fit_rows] - starts[:fit_rows] - 1).clip(min=0).sum())}
+    info = {"train_sessions": num_train - num_valid, "valid_sessions": num_valid,
+            "test_sessions": num_sessions - num_train, "valid_fraction": valid_fraction,
+            "valid_selection": valid_sessions if valid_sessions == "latest" else f"random (seed {seed})",
+            "train_targets": int((ends - starts - 1).clip(min=0)[is_train].sum())}
     return Split(data, train_end, valid, test, "session", info)
 
 
-def _prefix_targets(data: SequenceData, first_row: int, end_row: int) -> Targets:
-    """Every position after the first of rows [first_row, end_row), as (row, absolute position) targets."""
+def _prefix_targets(data: SequenceData, rows: np.ndarray) -> Targets:
+    """Every position after the first of the (ascending) `rows`, as (row, absolute position) targets."""
     offsets = data.offsets
-    rows = np.arange(first_row, end_row, dtype=np.int64)                            # [R]
-    lengths = offsets[first_row + 1:end_row + 1] - offsets[first_row:end_row]        # [R]
+    lengths = offsets[rows + 1] - offsets[rows]                                     # [R]
     user_of = np.repeat(rows, lengths)                                              # [clicks of the rows]
-    positions = np.arange(offsets[first_row], offsets[end_row], dtype=np.int64)
-    keep = positions > offsets[user_of]                                             # not a session's first click
-    return Targets(data, user_of[keep], positions[keep])
+    first = np.repeat(np.cumsum(lengths) - lengths, lengths)                        # the row's first click here
+    within = np.arange(user_of.shape[0], dtype=np.int64) - first                   # place in the session
+    keep = within > 0                                                               # not a session's first click
+    return Targets(data, user_of[keep], (offsets[user_of] + within)[keep])
