@@ -15,7 +15,7 @@ from seqrec.data.batches import CausalBatch
 from seqrec.models import MODELS, build_model
 from seqrec.models.layers.hstu import HSTUBlock, bias_indices, causal_valid_mask, time_buckets
 from seqrec.models.layers.init import init_embedding_, truncated_normal_
-from seqrec.models.layers.similarity import Cosine, MixtureOfLogits
+from seqrec.models.layers.similarity import Cosine, DotProduct, MixtureOfLogits
 from seqrec.train.objectives import make_batch
 from seqrec.train.trainer import Trainer
 
@@ -192,6 +192,29 @@ def test_mol_forward_matches_pairwise_and_chunking():
     mol.max_block = 9 * 2                                                            # two items per chunk
     assert torch.allclose(mol(queries, items), full, atol=1e-6)
     assert full.abs().max() <= 1 / 0.05 + 1e-4                                       # a mix of cosines / T
+
+
+@pytest.mark.parametrize("make", [DotProduct, lambda: Cosine(0.1),
+                                  lambda: MixtureOfLogits(6, components=3, component_dim=4, temperature=0.1)],
+                         ids=["dot", "cosine", "mol"])
+@pytest.mark.parametrize("shape", [(2, 3), (9, 7)], ids=["few-ids", "many-ids"])   # fewer / more ids than rows
+def test_gathered_equals_pairwise_on_gathered_rows(make, shape):
+    """`gathered` (per-item work once per table row, then a gather) gives `pairwise(q, table[ids])`: values and
+    the gradients of queries, table and the similarity's own parameters."""
+    torch.manual_seed(2)
+    similarity = make().double()
+    queries = torch.randn(shape[0], 6, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(11, 6, dtype=torch.float64, requires_grad=True)
+    ids = torch.randint(0, 11, shape)
+    params = [queries, table, *similarity.parameters()]
+    weights = torch.randn(shape, dtype=torch.float64)
+    reference = similarity.pairwise(queries, table[ids])
+    expected = torch.autograd.grad((reference * weights).sum(), params)
+    scores = similarity.gathered(queries, table, ids)
+    assert scores.shape == shape
+    assert torch.allclose(scores, reference, atol=1e-12)
+    for got, want in zip(torch.autograd.grad((scores * weights).sum(), params), expected, strict=True):
+        assert torch.allclose(got, want, atol=1e-10)
 
 
 @pytest.mark.parametrize("name", [n for n in MODELS if MODELS[n].trainable])

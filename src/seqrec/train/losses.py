@@ -109,8 +109,8 @@ def uniform_negatives(shape: tuple[int, ...], num_items: int, device, generator:
 
 
 def _pos_neg_scores(states, targets, table, similarity, negatives):
-    pos = similarity.pairwise(states, table[targets].unsqueeze(1)).squeeze(1)   # [M]
-    neg = similarity.pairwise(states, table[negatives])                          # [M, K]
+    pos = similarity.gathered(states, table, targets.unsqueeze(1)).squeeze(1)   # [M]
+    neg = similarity.gathered(states, table, negatives)                          # [M, K]
     return pos, neg, negatives != targets.unsqueeze(1)                          # valid negatives [M, K]
 
 
@@ -137,7 +137,7 @@ def sampled_softmax(states: Tensor, targets: Tensor, table: Tensor, similarity: 
         log_q: [N + 1] log sampling probability of each item; when given, every score (positive and
             negatives) is corrected by `- log_q[item]`.
     """
-    pos = similarity.pairwise(states, table[targets].unsqueeze(1))              # [M, 1]
+    pos = similarity.gathered(states, table, targets.unsqueeze(1))              # [M, 1]
     if negatives.dim() == 1:
         neg = similarity(states, table[negatives])                              # [M, K]
         collide = negatives.unsqueeze(0) == targets.unsqueeze(1)                 # [M, K]
@@ -148,7 +148,7 @@ def sampled_softmax(states: Tensor, targets: Tensor, table: Tensor, similarity: 
         neg = similarity(states, table).gather(1, negatives)                    # [M, K]
         collide = negatives == targets.unsqueeze(1)
     else:
-        neg = similarity.pairwise(states, table[negatives])                     # [M, K]
+        neg = similarity.gathered(states, table, negatives)                     # [M, K]
         collide = negatives == targets.unsqueeze(1)
     if log_q is not None:
         pos = pos - log_q[targets].unsqueeze(1)

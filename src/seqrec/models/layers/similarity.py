@@ -5,7 +5,10 @@ Every module has two forms:
 - `forward(queries [B, D], items [C, D]) -> [B, C]`: every query against a shared set of items (ranking, full
   softmax);
 - `pairwise(queries [M, D], items [M, K, D]) -> [M, K]`: each query against its own items (positives and
-  sampled negatives).
+  sampled negatives);
+- `gathered(queries [M, D], table [N, D], ids [M, K]) -> [M, K]`: `pairwise(queries, table[ids])`, where a
+  similarity with per-item work (the cosine's normalisation, MoL's item projections and gates) may do that work
+  once per table row instead of once per drawn id.
 
 `temperature` divides the normalised similarities (`cosine`, `mol`), whose values lie in [-1, 1]; the plain dot
 product has none (its scale is learned with the vectors). HSTU's reference scores L2-normalised states against
@@ -28,6 +31,9 @@ class DotProduct(nn.Module):
     def pairwise(self, queries: Tensor, items: Tensor) -> Tensor:
         return (items * queries.unsqueeze(1)).sum(-1)                 # [M, K]
 
+    def gathered(self, queries: Tensor, table: Tensor, ids: Tensor) -> Tensor:
+        return self.pairwise(queries, table[ids])                     # [M, K]
+
 
 class Cosine(nn.Module):
     """score = cos(q, v) / temperature."""
@@ -44,6 +50,12 @@ class Cosine(nn.Module):
 
     def pairwise(self, queries: Tensor, items: Tensor) -> Tensor:
         q, v = F.normalize(queries, dim=-1), F.normalize(items, dim=-1)
+        return (v * q.unsqueeze(1)).sum(-1) / self.temperature        # [M, K]
+
+    def gathered(self, queries: Tensor, table: Tensor, ids: Tensor) -> Tensor:
+        if ids.numel() < table.shape[0]:                              # few ids: normalise only those rows
+            return self.pairwise(queries, table[ids])
+        q, v = F.normalize(queries, dim=-1), F.normalize(table, dim=-1)[ids]
         return (v * q.unsqueeze(1)).sum(-1) / self.temperature        # [M, K]
 
 
@@ -109,6 +121,18 @@ class MixtureOfLogits(nn.Module):
         q, x = self._parts(queries, self.query_proj), self._parts(items, self.item_proj)   # [M, P, d], [M, K, P, d]
         logits = torch.einsum("mpd,mkrd->mkpr", q, x).flatten(2)                           # [M, K, P*P]
         gate = self.query_gate(queries).unsqueeze(1) + self.item_gate(items)               # [M, K, P*P]
+        return self._mix(logits, gate)                                                     # [M, K]
+
+    def gathered(self, queries: Tensor, table: Tensor, ids: Tensor) -> Tensor:
+        """`pairwise(queries, table[ids])` with the item projections and gates computed once per table row and
+        then gathered (per drawn id they would cost M * K MLP evaluations: 128 negatives for each of ~15,000
+        positions against a 3,417-row table on ML-1M)."""
+        if ids.numel() < table.shape[0]:                                                   # few ids: per id
+            return self.pairwise(queries, table[ids])
+        q = self._parts(queries, self.query_proj)                                          # [M, P, d]
+        x = self._parts(table, self.item_proj)[ids]                                        # [M, K, P, d]
+        logits = torch.einsum("mpd,mkrd->mkpr", q, x).flatten(2)                           # [M, K, P*P]
+        gate = self.query_gate(queries).unsqueeze(1) + self.item_gate(table)[ids]          # [M, K, P*P]
         return self._mix(logits, gate)                                                     # [M, K]
 
 
