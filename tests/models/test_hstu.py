@@ -52,6 +52,47 @@ def test_bias_indices_count_real_items_not_columns():
     assert buckets[0, 4, 1] == 27 and buckets[0, 2, 1] == 7                            # 3600 s and 10 s
 
 
+def _interval_rows() -> torch.Tensor:
+    """Rows whose real items are one run of columns: right-aligned, left-aligned, padded on both sides, full."""
+    return torch.tensor([[False, False, True, True, True, True], [True, True, True, False, False, False],
+                         [False, True, True, True, False, False], [True] * 6])
+
+
+def test_shared_distances_equal_per_row_counts_wherever_a_real_query_reads_a_key():
+    valid = _interval_rows()
+    shared, _ = bias_indices(valid, None, max_len=4, num_buckets=0)
+    per_row, _ = bias_indices(valid, None, max_len=4, num_buckets=0, shared=False)
+    assert shared.shape == (1, 6, 6) and per_row.shape == (4, 6, 6)
+    reads = causal_valid_mask(valid)[:, 0].bool() & valid[:, :, None]                # real query, allowed key
+    assert torch.equal(shared.expand_as(per_row)[reads], per_row[reads])
+    assert shared[0, 5, 0] == 3 and shared[0, 3, 1] == 2                             # i - j, clamped to max_len - 1
+    holed = torch.tensor([[True, False, True, True, False, False]] + [[True] * 6])   # a gap inside a row
+    assert bias_indices(holed, None, max_len=4, num_buckets=0)[0].shape == (2, 6, 6)  # falls back to per row
+
+
+@pytest.mark.parametrize("with_times", [False, True], ids=["positions", "positions+time"])
+def test_block_with_shared_distances_equals_per_row_distances(with_times):
+    """The same outputs on real positions and the same gradients with the shared [1, L, L] distances as with
+    the per-row counts."""
+    torch.manual_seed(3)
+    block = HSTUBlock(dim=8, num_heads=2, attention_dim=4, linear_dim=3, dropout=0.0, max_len=6,
+                      num_buckets=16 if with_times else 0).double()
+    valid = _interval_rows()
+    x = torch.randn(4, 6, 8, dtype=torch.float64)
+    times = torch.randint(0, 10_000, (4, 6)).cumsum(1) if with_times else None
+    allowed = causal_valid_mask(valid).double()
+    results = []
+    for shared in (True, False):
+        distance, buckets = bias_indices(valid, times, 6, 16 if with_times else 0, shared=shared)
+        out = block(x, allowed, distance, buckets)[valid]                               # real positions only
+        grads = torch.autograd.grad(out.square().sum(), list(block.parameters()))
+        results.append((out, grads))
+    (out_a, grads_a), (out_b, grads_b) = results
+    assert torch.allclose(out_a, out_b, atol=1e-12)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
 # --------------------------------------------------------------------------------------------- the block
 
 def test_hstu_attention_has_no_softmax_hand_check():

@@ -61,14 +61,17 @@ def test_per_row_negatives_by_dense_scores_or_by_gathered_vectors_agree(setup, m
     similarity = make()
     negatives = torch.randint(1, N + 1, (M, 9), generator=torch.Generator().manual_seed(5))
     grads = []
-    for limit in (10 ** 9, 0):                                     # dense [M, N + 1] scores, then gathered rows
-        monkeypatch.setattr(losses, "DENSE_SCORES_LIMIT", limit)
+    # dense [M, N + 1] scores in one chunk, in chunks of 2 rows, then gathered rows
+    for per_negative, chunk in ((10 ** 9, 10 ** 9), (10 ** 9, 2 * (N + 1)), (0, 10 ** 9)):
+        monkeypatch.setattr(losses, "DENSE_ROWS_PER_NEGATIVE", per_negative)
+        monkeypatch.setattr(losses, "DENSE_CHUNK", chunk)
         s, t = states.clone().requires_grad_(True), table.clone().requires_grad_(True)
         loss = sampled_softmax(s, targets, t, similarity, negatives)
         loss.backward()
         grads.append((loss.detach(), s.grad, t.grad))
-    for a, b in zip(*grads):
-        assert torch.allclose(a, b)
+    for other in grads[1:]:
+        for a, b in zip(grads[0], other, strict=True):
+            assert torch.allclose(a, b)
 
 
 def test_sampled_softmax_log_q_correction(setup):

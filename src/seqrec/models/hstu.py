@@ -168,7 +168,7 @@ class HSTU(SequentialRecommender):
         x = self.dropout(x) * keep
         allowed = causal_valid_mask(valid).to(x.dtype)                                # [B, 1, T, T]
         distance, buckets = bias_indices(valid, times, self.encoder_len, config.time_buckets,
-                                         config.time_bucket_base)                       # [B, T, T] each
+                                         config.time_bucket_base)                       # [B or 1, T, T], [B, T, T]
         for block in self.blocks:
             x = block(x, allowed, distance, buckets) * keep
         if config.inputs == "interleaved":                                            # the rating tokens' states

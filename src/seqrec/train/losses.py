@@ -28,7 +28,11 @@ from torch import Tensor, nn
 from seqrec.models.layers.similarity import Cosine, DotProduct
 
 LOSSES = ("ce", "bce", "bpr", "sampled_softmax")
-DENSE_SCORES_LIMIT = 1 << 26   # per-row sampled softmax scores all items when M * (N + 1) is at most this
+# Per-row negatives (dot or cosine) score every item and pick the drawn columns when the table has at most
+# DENSE_ROWS_PER_NEGATIVE rows per negative, else they gather [M, K, D] item vectors. One CPU thread, M 25,600,
+# D 50, K 128, forward + backward: all-items scores 1.2 s vs gathering 2.2 s at N 3,418; 3.8 s vs 2.3 s at N 10,000.
+DENSE_ROWS_PER_NEGATIVE = 32
+DENSE_CHUNK = 1 << 24          # all-items scores are computed in row chunks of at most this many scores
 
 
 def full_softmax_ce(states: Tensor, targets: Tensor, table: Tensor, similarity: nn.Module) -> Tensor:
@@ -141,11 +145,14 @@ def sampled_softmax(states: Tensor, targets: Tensor, table: Tensor, similarity: 
     if negatives.dim() == 1:
         neg = similarity(states, table[negatives])                              # [M, K]
         collide = negatives.unsqueeze(0) == targets.unsqueeze(1)                 # [M, K]
-    elif isinstance(similarity, (DotProduct, Cosine)) and states.shape[0] * table.shape[0] <= DENSE_SCORES_LIMIT:
-        # per-row negatives over a small catalogue: score every item once and pick the drawn columns; cheaper
-        # than gathering [M, K, D] vectors (and scattering their gradients back) when M * N is small (not for
+    elif (isinstance(similarity, (DotProduct, Cosine))
+          and table.shape[0] <= DENSE_ROWS_PER_NEGATIVE * negatives.shape[1]):
+        # per-row negatives over a small catalogue: score every item (one GEMM per chunk of rows) and pick the
+        # drawn columns; cheaper than gathering [M, K, D] vectors and scattering their gradients back (not for
         # MoL, whose P x P logits per pair make all-items scores the dearer path)
-        neg = similarity(states, table).gather(1, negatives)                    # [M, K]
+        rows = max(1, DENSE_CHUNK // table.shape[0])
+        neg = torch.cat([similarity(states[i:i + rows], table).gather(1, negatives[i:i + rows])
+                         for i in range(0, states.shape[0], rows)])              # [M, K]
         collide = negatives == targets.unsqueeze(1)
     else:
         neg = similarity.gathered(states, table, negatives)                     # [M, K]

@@ -45,17 +45,30 @@ def causal_valid_mask(valid: Tensor) -> Tensor:
     return (earlier & valid[:, None, :]).unsqueeze(1).float()                           # [B, 1, L, L]
 
 
-def bias_indices(valid: Tensor, times: Tensor | None, max_len: int, num_buckets: int, base: float = 0.301
-                 ) -> tuple[Tensor, Tensor | None]:
+def bias_indices(valid: Tensor, times: Tensor | None, max_len: int, num_buckets: int, base: float = 0.301, *,
+                 shared: bool = True) -> tuple[Tensor, Tensor | None]:
     """Gather indices of the relative bias, computed once per batch and shared by the blocks.
 
     Returns:
         distance [B, L, L] int64, the number of real items after key j up to query i, clamped to
         [0, max_len - 1] (pairs that the causal mask removes clamp to 0); buckets [B, L, L] int64 of the time
         gap t_i - t_j (`time_buckets`), or None without times or time buckets.
+
+        When every row's real items are one run of columns (padding only before and/or after them, as
+        `make_batch` builds rows), the count of real items between a real key j and a real query i >= j is
+        i - j, so `distance` is the one [1, L, L] matrix (i - j) clamped, shared by the batch: the bias is then
+        gathered once per block instead of once per row (and its gradient summed, not scattered, over the
+        batch). It differs from the per-row counts only on pairs whose weight the causal mask zeroes or whose
+        query is padding, which no real position reads. `shared=False` always gives the per-row [B, L, L].
     """
-    order = valid.to(torch.int64).cumsum(dim=1)                                       # [B, L] real items up to t
-    distance = (order[:, :, None] - order[:, None, :]).clamp(0, max_len - 1)           # [B, L, L]
+    length = valid.shape[1]
+    runs = valid[:, :1].to(torch.int64).sum(1) + (valid[:, 1:] & ~valid[:, :-1]).sum(1)   # [B] runs of real items
+    if shared and bool((runs <= 1).all()):
+        steps = torch.arange(length, device=valid.device)
+        distance = (steps[:, None] - steps[None, :]).clamp(0, max_len - 1).unsqueeze(0)  # [1, L, L]
+    else:
+        order = valid.to(torch.int64).cumsum(dim=1)                                   # [B, L] real items up to t
+        distance = (order[:, :, None] - order[:, None, :]).clamp(0, max_len - 1)       # [B, L, L]
     if times is None or num_buckets <= 0:
         return distance, None
     return distance, time_buckets(times[:, :, None] - times[:, None, :], num_buckets, base)  # [B, L, L]
@@ -75,7 +88,8 @@ class RelativeBias(nn.Module):
         self.time_weight = nn.Parameter(torch.empty(num_buckets + 1).normal_(0.0, 0.02)) if num_buckets > 0 else None
 
     def forward(self, distance: Tensor, buckets: Tensor | None = None) -> Tensor:
-        """rab [B, L, L] from the indices of `bias_indices` (embedding lookups, no loop)."""
+        """rab [B, L, L] (or [1, L, L] for shared distances and no time buckets) from the indices of
+        `bias_indices` (embedding lookups, no loop)."""
         bias = self.position_weight[distance]                                          # [B, L, L]
         if buckets is not None and self.time_weight is not None:
             bias = bias + self.time_weight[buckets]

@@ -45,8 +45,8 @@ class Cosine(nn.Module):
         self.temperature = float(temperature)
 
     def forward(self, queries: Tensor, items: Tensor) -> Tensor:
-        q, v = F.normalize(queries, dim=-1), F.normalize(items, dim=-1)
-        return (q @ v.transpose(0, 1)) / self.temperature             # [B, C]
+        q, v = F.normalize(queries, dim=-1) / self.temperature, F.normalize(items, dim=-1)   # T on [B, D]
+        return q @ v.transpose(0, 1)                                  # [B, C]
 
     def pairwise(self, queries: Tensor, items: Tensor) -> Tensor:
         q, v = F.normalize(queries, dim=-1), F.normalize(items, dim=-1)
