@@ -92,6 +92,7 @@ def main() -> int:
         "sequences_per_second_median": _median(r["sequences_per_second"] for r in records),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "full_ranking_eval_seconds_median": round(statistics.median(eval_seconds), 3),
+        "valid_ndcg10_by_epoch": [round(r["valid"]["NDCG@10"], 4) for r in records if "valid" in r],
         "test_at": test_at(run, config),
         "references": REFERENCES,
     }
