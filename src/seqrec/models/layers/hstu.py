@@ -61,10 +61,8 @@ def bias_indices(valid: Tensor, times: Tensor | None, max_len: int, num_buckets:
         batch). It differs from the per-row counts only on pairs whose weight the causal mask zeroes or whose
         query is padding, which no real position reads. `shared=False` always gives the per-row [B, L, L].
     """
-    length = valid.shape[1]
-    runs = valid[:, :1].to(torch.int64).sum(1) + (valid[:, 1:] & ~valid[:, :-1]).sum(1)   # [B] runs of real items
-    if shared and bool((runs <= 1).all()):
-        steps = torch.arange(length, device=valid.device)
+    if shared and bool((valid[:, 0].long() + (valid[:, 1:] & ~valid[:, :-1]).sum(1) <= 1).all()):  # one run a row
+        steps = torch.arange(valid.shape[1], device=valid.device)
         distance = (steps[:, None] - steps[None, :]).clamp(0, max_len - 1).unsqueeze(0)  # [1, L, L]
     else:
         order = valid.to(torch.int64).cumsum(dim=1)                                   # [B, L] real items up to t
