@@ -24,7 +24,9 @@ from seqrec.data.sequences import SequenceData
 from seqrec.data.splits import Split, leave_one_out, temporal
 from seqrec.errors import ConfigError
 from seqrec.models import SequentialRecommender, build_model
+from seqrec.train import distributed
 from seqrec.train.checkpoint import load_checkpoint
+from seqrec.train.distributed import SINGLE, Dist
 from seqrec.train.runlog import make_run_dir, write_json
 from seqrec.train.trainer import Trainer
 
@@ -115,6 +117,7 @@ class Run:
     config: RunConfig
     run_dir: Path | None = None
     results: dict = field(default_factory=dict)
+    dist: Dist = SINGLE                  # where this process stood in the (distributed) run that trained it
 
     def evaluate(self, split: str = "test") -> dict[str, float]:
         """Full-ranking metrics of the model on the `valid` or `test` targets."""
@@ -158,10 +161,12 @@ class Run:
         return cls(model, split, config, run_dir, results)
 
 
-def _prepare_torch(config: RunConfig) -> None:
+def _prepare_torch(config: RunConfig, dist: Dist = SINGLE) -> None:
     t = config.train
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
+    elif dist.active:                   # N ranks on one machine share its cores instead of each taking them all
+        torch.set_num_threads(distributed.default_threads(dist.local_world))
     torch.use_deterministic_algorithms(bool(t.deterministic))
     torch.manual_seed(t.seed)
     np.random.seed(t.seed % 2**32)
@@ -181,6 +186,10 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
             update it.
         out: run directory for checkpoints, logs, curves and results; None keeps everything in memory.
         resume: continue from `out/checkpoints/last.pt` (the stored config is used and must match).
+
+    Under torchrun (`RANK`/`WORLD_SIZE` set) this trains with DDP (`seqrec.train.distributed`): rank 0 prepares
+    the data (or finds it in the cache) while the others wait, then they read the same prepared entry; rank 0
+    alone writes `out`. Every rank returns the same `Run`.
     """
     if isinstance(data, (str, Path)):
         sections["data"] = {**sections.get("data", {}), "path": str(data)}
@@ -192,24 +201,37 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
         run_config = make_config(config, model=model, **sections)
         if stored is not None and stored.exists():
             _check_resume_config(stored, run_config)
-    if isinstance(data, Split):
-        split = data
-    elif data is not None:
-        split = make_split(data, run_config)
-    else:
-        split = load_split(run_config)
-    _prepare_torch(run_config)
-    net = build_model(run_config.model.name, split.data.num_items, run_config.model.params)
-    run_dir = _open_run_dir(out, run_config, split, resume)
-    trainer = Trainer(net, split, run_config, run_dir)
-    state = trainer.fit(resume=resume)
-    results = trainer.write_results({"model": run_config.model.name, "stopped": state.stopped})
-    return Run(net, split, run_config, run_dir, results)
+    dist, device = distributed.setup(run_config.train.device, run_config.train.dist_timeout)
+    if out is not None and not resume and (Path(out) / "config.yaml").exists():   # every rank, before any writes
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    try:
+        if dist.active and not dist.is_main:
+            distributed.barrier(dist)                  # rank 0 prepares and caches the data first
+        if isinstance(data, Split):
+            split = data
+        elif data is not None:
+            split = make_split(data, run_config)
+        else:
+            split = load_split(run_config)
+        if dist.active and dist.is_main:
+            distributed.barrier(dist)
+        _prepare_torch(run_config, dist)
+        net = build_model(run_config.model.name, split.data.num_items, run_config.model.params)
+        run_dir = _open_run_dir(out, run_config, split) if dist.is_main else out
+        distributed.barrier(dist)
+        trainer = Trainer(net, split, run_config, None if run_dir is None else Path(run_dir), dist=dist, device=device)
+        state = trainer.fit(resume=resume)
+        results = trainer.write_results({"model": run_config.model.name, "stopped": state.stopped})
+    except Exception as error:
+        if dist.active and distributed.is_lost_peer(error):
+            raise distributed.lost_peer(dist, error, out) from None
+        raise
+    return Run(net, split, run_config, None if run_dir is None else Path(run_dir), results, dist=dist)
 
 
 # keys a resumed run may change: how long it runs and how it reports, never what it computes
 RESUME_MAY_CHANGE = frozenset({"train.epochs", "train.max_minutes", "train.patience", "train.progress",
-                               "train.num_threads"})
+                               "train.num_threads", "train.dist_timeout"})
 
 
 def _check_resume_config(path: Path, requested: RunConfig) -> None:
@@ -227,12 +249,10 @@ def _check_resume_config(path: Path, requested: RunConfig) -> None:
                           f"{', '.join(sorted(RESUME_MAY_CHANGE))} may change) or start a new --out")
 
 
-def _open_run_dir(out, config: RunConfig, split: Split, resume: bool) -> Path | None:
+def _open_run_dir(out, config: RunConfig, split: Split) -> Path | None:
     if out is None:
         return None
     out = Path(out)
-    if not resume and (out / "config.yaml").exists():
-        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     dump_config(config, out / "config.yaml")
     write_json(out / "data.json", {"data": split.data.summary(), "split": split.summary()})

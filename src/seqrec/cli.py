@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 
@@ -135,10 +136,21 @@ def data_download(name, dest, mirror, checksum, force, no_progress) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar and no per-epoch lines.")
 @click.option("--keys", "list_keys", is_flag=True,
               help="List every config key (all models' hyper-parameters included) with its meaning, and exit.")
-def train(config_path, overrides, out, resume, quiet, list_keys) -> None:
-    """Train a model and report full-ranking validation and test metrics of its best epoch."""
+@click.option("--nproc", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Train with DDP in N processes on this machine: the same as `torchrun --standalone "
+                   "--nproc-per-node N -m seqrec train ...` (train.batch_size is the global batch; each process "
+                   "gets cores / N threads unless train.num_threads is set).")
+def train(config_path, overrides, out, resume, quiet, list_keys, nproc) -> None:
+    """Train a model and report full-ranking validation and test metrics of its best epoch.
+
+    Without -c it trains the built-in default (SASRec on the demo data). Under torchrun (several processes or
+    machines) it trains with DistributedDataParallel; see the README's "Several processes and machines".
+    """
+    if nproc is not None and not list_keys:
+        _launch(nproc, config_path, overrides, out, resume, quiet)
+        return
     from seqrec import api
-    from seqrec.config import describe_keys, load_config
+    from seqrec.config import describe_keys
 
     if list_keys:
         keys = describe_keys()
@@ -150,19 +162,63 @@ def train(config_path, overrides, out, resume, quiet, list_keys) -> None:
     if resume and out is None:
         raise click.UsageError("--resume needs --out RUN_DIR (the run to continue)")
     _setup_logging(quiet)
-    config = None
-    if config_path is not None or overrides or not resume:
-        config = load_config(config_path, overrides)
-        if quiet:
-            config = api.make_config(config, train={"progress": False})
+    config = _train_config(config_path, overrides, out, resume, quiet)
     if out is None:
         out = api.default_run_dir(config)
-    run = api.train(config=config, out=out, resume=resume)
+    from seqrec.train import distributed
+
+    try:
+        run = api.train(config=config, out=out, resume=resume)
+    except BaseException:
+        distributed.teardown(wait=False)          # the others may be gone: do not wait for them
+        raise
+    distributed.teardown()
+    if not run.dist.is_main:
+        return
     _print_results({"valid": run.results["valid"], "test": run.results["test"]},
                    title=f"{run.config.model.name}: best epoch {run.results['best_epoch']}")
     if run.results.get("stopped"):
         click.echo(f"stopped: {run.results['stopped']}")
     click.echo(f"run directory: {out}")
+
+
+def _train_config(config_path, overrides, out, resume: bool, quiet: bool):
+    """The RunConfig `seqrec train` asked for; None for a plain --resume (the run's own config is used)."""
+    from seqrec import api
+    from seqrec.config import load_config
+
+    stored = Path(out) / "config.yaml" if resume else None
+    if stored is not None and not stored.exists():
+        raise click.UsageError(f"--resume: {out} holds no run to continue (no config.yaml); check the name, or "
+                               "drop --resume to start a new run there")
+    if stored is not None and config_path is None:
+        # a resumed run's own config with the changes asked for (e.g. more epochs), never the built-in defaults
+        return load_config(stored, overrides) if overrides else None
+    config = load_config(config_path, overrides)
+    return api.make_config(config, train={"progress": False}) if quiet else config
+
+
+def _launch(nproc: int, config_path, overrides, out, resume, quiet) -> None:
+    """Start `seqrec train` in `nproc` processes through torch.distributed.run (torchrun), on this machine."""
+    import os
+
+    from torch.distributed.run import main as torchrun
+
+    from seqrec.api import default_run_dir
+    from seqrec.config import load_config
+
+    if resume and out is None:
+        raise click.UsageError("--resume needs --out RUN_DIR (the run to continue)")
+    if out is None:       # one directory for every rank: chosen here, not by each rank's clock
+        out = str(default_run_dir(load_config(config_path, overrides)))
+    args = [*(["-c", config_path] if config_path else []), *(f"--set={o}" for o in overrides), "--out", out,
+            *(["--resume"] if resume else []), *(["--quiet"] if quiet else [])]
+    os.environ.setdefault("OMP_NUM_THREADS", "1")         # seqrec sets each rank's threads itself
+    try:
+        torchrun(["--standalone", "--nproc-per-node", str(nproc), "-m", "seqrec", "train", *args])
+    except Exception as error:     # torchrun's ChildFailedError: it has printed which rank failed and why
+        raise click.ClickException(f"distributed training failed: {type(error).__name__}; see the rank "
+                                   "messages above") from None
 
 
 @cli.command()

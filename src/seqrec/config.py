@@ -209,6 +209,9 @@ class LossConfig(_Section):
     shared_negatives: bool = Field(True, description="uniform sampled_softmax: one draw of num_negatives for the "
                                                      "whole batch (true), or num_negatives per position (false, as "
                                                      "generative-recommenders' local negatives; more memory)")
+    negatives_across_ranks: bool = Field(False, description="in_batch negatives under DDP: draw them from the "
+                                                            "targets of every rank's part of the global batch "
+                                                            "(all-gather of the ids), not only this rank's")
 
 
 class TrainConfig(_Section):
@@ -241,6 +244,17 @@ class TrainConfig(_Section):
         "random", description="random: batches of shuffled rows; length: shuffled rows grouped by length in pools "
                               "of 64 batches, batches in random order (less padding, about 2x faster on ML-1M)")
 
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="training arithmetic: fp32, or autocast to bf16 / fp16 (fp16 with a gradient scaler); "
+                            "the loss and evaluation stay fp32. Meant for CUDA; on a CPU only when asked")
+    sparse_embeddings: bool = Field(False, description="sampled losses on huge catalogues: the item table gets "
+                                                       "sparse gradients and a row-wise (lazy) Adam that updates "
+                                                       "only the rows a batch used, instead of a dense step over "
+                                                       "every row (no weight decay on the table)")
+    dist_timeout: float = Field(1800, gt=0, description="DDP (torchrun): seconds a rank waits in a collective "
+                                                        "(including for rank 0 to prepare the data) before it "
+                                                        "gives up on the others")
+
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
@@ -257,6 +271,10 @@ class EvalConfig(_Section):
     report_test: bool = Field(False, description="also rank the test targets after every validation and log them "
                                                  "(for comparison with papers that pick epochs on the test set; "
                                                  "never used to choose the epoch)")
+    max_users: int | None = Field(None, ge=1, description="validate on a seeded sample of this many users "
+                                                          "(train.seed) instead of all of them, for large logs; "
+                                                          "the final validation and test use every user; "
+                                                          "null = all")
     metric: str = Field("NDCG@10", description="validation metric (early stopping, best epoch): HR@k, NDCG@k or "
                                                "MRR@k with k in ks, or MRR")
 

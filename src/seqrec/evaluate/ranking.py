@@ -38,7 +38,8 @@ Pairs = tuple[np.ndarray, np.ndarray]
 
 
 def target_ranks(model, targets: Targets, *, exclude_history: bool = False, batch_size: int = 256,
-                 max_block: int = 2 ** 24, device: str | torch.device = "cpu") -> np.ndarray:
+                 max_block: int = 2 ** 24, device: str | torch.device = "cpu",
+                 shard: tuple[int, int] | None = None) -> np.ndarray:
     """Rank every target among all real items (see the module docstring for ties, NaN and exclusion).
 
     Args:
@@ -50,9 +51,12 @@ def target_ranks(model, targets: Targets, *, exclude_history: bool = False, batc
         max_block: most score elements computed in one block (at least [1, 2]); items are chunked, and the
             batch shrunk if needed, to stay within it.
         device: where inputs are sent; must be the model's device.
+        shard: `(rank, world)`: rank only the batches `rank, rank + world, ...` of the one-process batching and
+            leave 0 for the others, so that the sum of the `world` shards' results is exactly the one-process
+            result (each batch is computed with the same rows and width as in one process).
 
     Returns:
-        [M] int64 1-based ranks, aligned with `targets`.
+        [M] int64 1-based ranks, aligned with `targets` (0 for targets of other shards).
 
     Raises:
         ValueError: bad sizes, a target id outside 1..N, data with more items than the model, or a model on
@@ -60,7 +64,10 @@ def target_ranks(model, targets: Targets, *, exclude_history: bool = False, batc
     """
     device = _check_call(model, targets, batch_size, max_block, device)
     rows_per_batch, items_per_block = _block_shape(int(batch_size), int(max_block), int(model.num_items) + 1)
-    ranks = np.empty(len(targets), dtype=np.int64)                                  # [M]
+    rank, world = shard if shard is not None else (0, 1)
+    if not 0 <= rank < world:
+        raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard!r}")
+    ranks = np.zeros(len(targets), dtype=np.int64)                                  # [M]
     was_training = model.training
     model.eval()
     try:
@@ -69,7 +76,7 @@ def target_ranks(model, targets: Targets, *, exclude_history: bool = False, batc
             # to padding (a contract test checks it), and attention costs grow with the square of the width
             lengths = targets.positions - targets.input_starts                         # [M]
             order = np.argsort(lengths, kind="stable")
-            for start in range(0, len(targets), rows_per_batch):
+            for start in range(rank * rows_per_batch, len(targets), world * rows_per_batch):
                 chosen = order[start:start + rows_per_batch]
                 part = Targets(targets.data, targets.users[chosen], targets.positions[chosen])
                 ranks[chosen] = _rank_batch(model, part, exclude_history, items_per_block, device)

@@ -19,6 +19,7 @@ for BCE/BPR a drawn negative equal to the positive is ignored (masked out of the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -145,7 +146,7 @@ def sampled_softmax(states: Tensor, targets: Tensor, table: Tensor, similarity: 
     if negatives.dim() == 1:
         neg = similarity(states, table[negatives])                              # [M, K]
         collide = negatives.unsqueeze(0) == targets.unsqueeze(1)                 # [M, K]
-    elif (isinstance(similarity, (DotProduct, Cosine))
+    elif (isinstance(similarity, (DotProduct, Cosine)) and isinstance(table, Tensor)
           and table.shape[0] <= DENSE_ROWS_PER_NEGATIVE * negatives.shape[1]):
         # per-row negatives over a small catalogue: score every item (one GEMM per chunk of rows) and pick the
         # drawn columns; cheaper than gathering [M, K, D] vectors and scattering their gradients back (not for
@@ -176,15 +177,24 @@ class LossSpec:
 
 
 def compute_loss(spec: LossSpec, states: Tensor, targets: Tensor, table: Tensor, similarity: nn.Module, *,
-                 log_popularity: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+                 log_popularity: Tensor | None = None, generator: torch.Generator | None = None,
+                 gather_ids: Callable[[Tensor], Tensor] | None = None, sparse: bool = False) -> Tensor:
     """Dispatch on `spec.name`; draws negatives as the spec says.
 
     Args:
         log_popularity: [N + 1] log of each item's share of training positions, for in-batch log-Q correction.
+        gather_ids: in-batch negatives: maps this process's targets to those of every DDP rank (all-gather), so
+            the negatives come from the whole global batch; the law of a drawn negative, and so log-Q, is the same.
+        sparse: the sampled losses read the table through sparse-gradient lookups (`F.embedding(sparse=True)`),
+            so the table's gradient holds only the rows used (`train.sparse_embeddings`); not for `ce`.
     """
     if spec.name == "ce":
+        if sparse:
+            raise ValueError("the full-softmax loss reads every item row; it has no sparse form")
         return full_softmax_ce(states, targets, table, similarity)
     num_items = table.shape[0] - 1
+    if sparse:
+        table = SparseRows(table)
     if spec.name in ("bce", "bpr"):
         negatives = uniform_negatives((targets.shape[0], spec.num_negatives), num_items, targets.device, generator)
         fn = bce if spec.name == "bce" else bpr
@@ -192,9 +202,25 @@ def compute_loss(spec: LossSpec, states: Tensor, targets: Tensor, table: Tensor,
     if spec.name != "sampled_softmax":
         raise ValueError(f"unknown loss {spec.name!r}; known: {', '.join(LOSSES)}")
     if spec.negatives == "in_batch":
-        negatives = torch.unique(targets)                                        # [K] the batch's positives
+        pool = gather_ids(targets) if gather_ids is not None else targets
+        negatives = torch.unique(pool)                                           # [K] the batch's positives
         log_q = log_popularity if spec.log_q_correction else None
         return sampled_softmax(states, targets, table, similarity, negatives, log_q)
     shape = (spec.num_negatives,) if spec.shared_negatives else (targets.shape[0], spec.num_negatives)
     negatives = uniform_negatives(shape, num_items, targets.device, generator)                 # [K] or [M, K]
     return sampled_softmax(states, targets, table, similarity, negatives)
+
+
+class SparseRows:
+    """An item table read only by row lookups with sparse gradients: `rows[ids]` is `F.embedding(ids, table,
+    sparse=True)`, so backward yields a sparse [N + 1, D] gradient holding just the looked-up rows instead of a
+    dense one (a million-row zero fill and a million-row optimiser step per batch). Shape and device are the
+    table's; the sampled losses and the similarities' `gathered` (which read `table[ids]`) accept it as a table.
+    """
+
+    def __init__(self, table: Tensor) -> None:
+        self.table = table
+        self.shape, self.device, self.dtype = table.shape, table.device, table.dtype
+
+    def __getitem__(self, ids: Tensor) -> Tensor:
+        return F.embedding(ids, self.table, sparse=True)

@@ -12,6 +12,19 @@ A run directory holds everything needed to understand and continue a run:
 
 Resuming after a crash or `kill -9` restarts from the last finished epoch with its RNG state, so the resumed
 run draws the same batches and dropout masks as an uninterrupted one.
+
+Under DDP (`seqrec.train.distributed`, started by torchrun) every rank runs this same loop:
+
+- `train.batch_size` is the GLOBAL batch: every rank draws the same seeded permutation (and, with length
+  batching, the same batches) and takes its contiguous part of each batch, about batch_size / world rows, so the
+  optimiser sees the same batches as one process and the learning rate keeps its meaning;
+- the loss of each rank's part is scaled by (its scored positions x world / the global batch's positions), so
+  the gradient DDP averages is exactly the gradient of the global batch's mean loss;
+- draws that are per rank (dropout, uniform negatives, BERT4Rec's masks) come from generators seeded by
+  (seed, epoch, rank), so a run resumes exactly with any number of ranks;
+- evaluation batches are split between ranks and their ranks summed (`target_ranks(shard=...)`): the metrics are
+  exactly the one-process ones; rank 0 decides whether to stop and tells the others;
+- rank 0 alone writes the run directory and shows progress; every rank can resume from it.
 """
 
 from __future__ import annotations
@@ -25,12 +38,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from seqrec.data.splits import Split
 from seqrec.errors import ConfigError
-from seqrec.evaluate import evaluate
+from seqrec.evaluate.metrics import metrics_from_ranks
+from seqrec.evaluate.ranking import target_ranks
 from seqrec.models.base import SequentialRecommender
+from seqrec.train import distributed
 from seqrec.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from seqrec.train.distributed import SINGLE, Dist
 from seqrec.train.losses import LossSpec, compute_loss
 from seqrec.train.objectives import expand_rows, make_batch
 from seqrec.train.runlog import EpochLog, Progress, plot_curves, write_json
@@ -126,6 +143,106 @@ def length_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng:
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def clip_gradients(params: list[torch.Tensor], max_norm: float) -> None:
+    """`clip_grad_norm_` that also takes sparse gradients (`train.sparse_embeddings`): the norm of a sparse
+    gradient is that of its coalesced values (rows looked up twice summed first, as the dense gradient would)."""
+    if not any(p.grad is not None and p.grad.is_sparse for p in params):
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return
+    squares = []
+    for p in params:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+            squares.append(p.grad.values().pow(2).sum())
+        else:
+            squares.append(p.grad.pow(2).sum())
+    scale = max_norm / (float(torch.stack(squares).sum().sqrt()) + 1e-6)
+    if scale < 1:
+        for p in params:
+            if p.grad is not None:
+                p.grad.mul_(scale)
+
+
+class Optimizers:
+    """A dense optimiser and a sparse one (the item table's `SparseAdam`) stepped as one."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer) -> None:
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [group for optimizer in self.optimizers for group in optimizer.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+    def state_dict(self) -> dict:
+        return {"optimizers": [optimizer.state_dict() for optimizer in self.optimizers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "optimizers" not in state or len(state["optimizers"]) != len(self.optimizers):
+            raise ConfigError("the checkpoint's optimiser state does not match train.sparse_embeddings; resume "
+                              "with the setting the run started with")
+        for optimizer, part in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(part)
+
+
+def _enable_sparse_items(model: SequentialRecommender, loss: str) -> None:
+    """Give the model's item table sparse gradients (`train.sparse_embeddings`).
+
+    Only for a model whose `item_embeddings()` is its embedding table itself (SASRec, GRU4Rec, NextItNet, HSTU,
+    SR-GNN) and a sampled loss: the full-softmax CE reads every row, so its gradient is dense by nature.
+
+    Raises:
+        ConfigError: a full-softmax loss, or a model whose item vectors are computed from the table.
+    """
+    if loss == "ce":
+        raise ConfigError("train.sparse_embeddings: the full-softmax loss (loss.name: ce) touches every item row; "
+                          "use loss.name: sampled_softmax, bce or bpr with sparse embeddings")
+    table = model.item_embeddings()
+    modules = [m for m in model.modules() if isinstance(m, nn.Embedding) and m.weight is table]
+    items = getattr(model, "items", None)
+    if not modules or not isinstance(items, nn.Embedding):
+        raise ConfigError(f"train.sparse_embeddings: model {model.name!r} computes its item vectors from its "
+                          "table (not a plain embedding lookup), so its gradient is dense; set it to false")
+    for module in {id(m): m for m in (*modules, items)}.values():
+        module.sparse = True
+        module.weight._seqrec_sparse = True
+
+
+class TrainingStep(nn.Module):
+    """The model and its loss as one module, so that DDP's forward covers the whole step (the item table is read
+    both by the encoder and by the loss). `forward(batch)` returns the mean loss over the batch's scored positions
+    (in fp32 whatever the autocast precision) and how many positions were scored."""
+
+    def __init__(self, model: SequentialRecommender, spec: LossSpec, log_popularity: torch.Tensor | None,
+                 dist: Dist = SINGLE, negatives_across_ranks: bool = False, sparse: bool = False) -> None:
+        super().__init__()
+        self.model, self.spec, self.dist = model, spec, dist
+        self.log_popularity = log_popularity
+        self.gather = (lambda ids: distributed.gather_ids(dist, ids)) if negatives_across_ranks else None
+        self.sparse = sparse
+
+    def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        states = self.model(batch)                                                  # [B, L, D]
+        scored = batch.targets != 0                                                 # [B, L]
+        with torch.autocast(states.device.type, enabled=False):                     # the loss in fp32
+            loss = compute_loss(self.spec, states[scored].float(), batch.targets[scored],
+                                self.model.item_embeddings().float(), self.model.similarity,
+                                log_popularity=self.log_popularity, gather_ids=self.gather, sparse=self.sparse)
+        return loss, scored.sum()
+
+
 class Trainer:
     """Trains `model` on `split` as the run config says; model-specific code never lives here.
 
@@ -133,34 +250,84 @@ class Trainer:
         model: any registered model (see `seqrec.models.base`).
         split: training prefixes and validation/test targets.
         config: the resolved `seqrec.config.RunConfig` (train, loss and eval sections are used here).
-        run_dir: where checkpoints, logs and results go (None: keep nothing on disk).
+        run_dir: where checkpoints, logs and results go (None: keep nothing on disk); under DDP every rank reads
+            it (resume) and rank 0 alone writes it.
+        dist: this process's place in a distributed run (`seqrec.train.distributed.setup`); default one process.
+        device: the device to train on (default `train.device`; under DDP the one `setup` bound to the rank).
     """
 
-    def __init__(self, model: SequentialRecommender, split: Split, config, run_dir: Path | None = None) -> None:
-        self.model, self.split, self.config = model, split, config
+    def __init__(self, model: SequentialRecommender, split: Split, config, run_dir: Path | None = None, *,
+                 dist: Dist = SINGLE, device: str | None = None) -> None:
+        self.model, self.split, self.config, self.dist = model, split, config, dist
         self.train_cfg, self.eval_cfg = config.train, config.eval
         self.loss_spec = LossSpec(config.loss.name, config.loss.num_negatives, config.loss.negatives,
                                   config.loss.log_q_correction, config.loss.shared_negatives)
-        self.device = resolve_device(self.train_cfg.device)
+        self.device = resolve_device(device or self.train_cfg.device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.writes = dist.is_main                         # rank 0 owns the run directory
         self.model.to(self.device)
         self.starts, self.ends = expand_rows(model, *training_rows(split))   # per the model's objective
-        self.rng = np.random.default_rng(self.train_cfg.seed)
+        self.rng = np.random.default_rng(self.train_cfg.seed)        # shared draws: the same on every rank
         self.inputs = model_inputs(model, split.data)      # CSR times / ratings the model reads, if any
+        self.sparse = bool(self.train_cfg.sparse_embeddings) and model.trainable
+        if self.sparse:
+            _enable_sparse_items(model, config.loss.name)
         self.optimizer = self._make_optimizer() if model.trainable else None
         self.log_popularity = self._log_popularity() if config.loss.negatives == "in_batch" else None
         self.state = TrainState()
+        self.autocast = PRECISIONS[self.train_cfg.precision]
+        self.scaler = (torch.amp.GradScaler(self.device.type) if self.train_cfg.precision == "fp16" and
+                       model.trainable else None)
+        self.step_module = self._make_step() if model.trainable else None
+        if dist.active and dist.is_main:
+            log.info("DDP: %d processes (%s), global batch %d (about %d rows per process and step)", dist.world,
+                     dist.backend, self.train_cfg.batch_size, -(-self.train_cfg.batch_size // dist.world))
 
     # ------------------------------------------------------------------------------------------- set-up
 
+    def _make_step(self) -> nn.Module:
+        step = TrainingStep(self.model, self.loss_spec, self.log_popularity, self.dist,
+                            negatives_across_ranks=self.config.loss.negatives_across_ranks, sparse=self.sparse)
+        if not self.dist.active:
+            return step
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(step, device_ids=ids, find_unused_parameters=self._has_unused_parameters())
+
+    def _has_unused_parameters(self) -> bool:
+        """Whether some parameter may get no gradient in a step, so that DDP must look for such parameters every
+        step (an extra pass over the graph) instead of waiting for their gradients forever. True for a model that
+        declares data-dependent use (`dynamic_parameters`, LESSR's GRU when no node has two in-edges); else found
+        by one probe step on two training rows, outside the run's random streams and leaving no gradients."""
+        if getattr(self.model, "dynamic_parameters", False):
+            return True
+        probe = TrainingStep(self.model, self.loss_spec, self.log_popularity, sparse=self.sparse)
+        rows = np.arange(min(2, self.starts.shape[0]))
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            batch = make_batch(self.model, self.split.data.items, self.starts[rows], self.ends[rows],
+                               rng=np.random.default_rng(0), **self.inputs).to(self.device)
+            probe(batch)[0].backward()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        unused = any(p.grad is None for p in params)
+        for p in params:
+            p.grad = None
+        return unused
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cls = torch.optim.AdamW if self.train_cfg.optimizer == "adamw" else torch.optim.Adam
-        params = list(self.model.parameters())
+        sparse = [p for p in self.model.parameters() if getattr(p, "_seqrec_sparse", False)]
+        params = [p for p in self.model.parameters() if not getattr(p, "_seqrec_sparse", False)]
         # The fused kernel updates each tensor in one pass instead of ~10 (on CPU 59 -> 8 ms for a 43k x 100
         # item table, a fifth of an SR-GNN step on Diginetica); same update up to float rounding.
         fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
-        return cls(params, lr=self.train_cfg.lr, betas=tuple(self.train_cfg.betas),
-                   weight_decay=self.train_cfg.weight_decay, fused=fused)
+        dense = cls(params, lr=self.train_cfg.lr, betas=tuple(self.train_cfg.betas),
+                    weight_decay=self.train_cfg.weight_decay, fused=fused)
+        if not sparse:
+            return dense
+        lazy = torch.optim.SparseAdam(sparse, lr=self.train_cfg.lr, betas=tuple(self.train_cfg.betas))
+        return Optimizers(dense, lazy)
 
     def _set_lr(self, epoch: int) -> None:
         """Step decay, a function of the epoch alone (resume-safe): lr x lr_decay^k, k = 0 before epoch
@@ -171,6 +338,7 @@ class Trainer:
         lr = cfg.lr * cfg.lr_decay ** decays
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+
 
     def _log_popularity(self) -> torch.Tensor:
         """[N + 1] log share of each item among training targets (in-batch negatives' sampling law)."""
@@ -194,7 +362,7 @@ class Trainer:
             return self.state
         if resume:
             self._resume()
-        epoch_log = EpochLog(self.run_dir / "log.jsonl") if self.run_dir is not None else None
+        epoch_log = EpochLog(self.run_dir / "log.jsonl") if self.run_dir is not None and self.writes else None
         if epoch_log is not None:
             epoch_log.truncate_after(self.state.epoch)
         best_weights = self._best_weights()
@@ -209,7 +377,7 @@ class Trainer:
             self._save_last()
         if best_weights is not None:
             self.model.load_state_dict(best_weights)
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.writes:
             plot_curves(self.state.history, self.run_dir / "curves.png", metric=self.eval_cfg.metric)
         return self.state
 
@@ -237,7 +405,10 @@ class Trainer:
         budget = self.train_cfg.max_minutes
         if budget is not None and self.state.elapsed >= budget * 60 and self.state.stopped is None:
             self.state.stopped = f"time budget of {budget} minutes reached"
-        log.info("epoch %d: loss %.4f, %s", epoch, loss, record.get("valid", {}).get(self.eval_cfg.metric))
+        # every rank computes the same metrics, but clocks differ: rank 0 decides, the others follow
+        self.state.stopped = distributed.broadcast_object(self.dist, self.state.stopped)
+        if self.writes:
+            log.info("epoch %d: loss %.4f, %s", epoch, loss, record.get("valid", {}).get(self.eval_cfg.metric))
         return record
 
     def _track(self, epoch: int, value: float) -> bool:
@@ -251,51 +422,95 @@ class Trainer:
                                   f"(best {self.state.best_value:.4f} at epoch {self.state.best_epoch})")
         return False
 
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The global batches of `epoch` (indices into the training rows), the same on every rank: one draw of
+        the shared generator per epoch; every row in exactly one batch."""
+        cfg = self.train_cfg
+        order = self.rng.permutation(self.starts.shape[0])
+        if cfg.batching == "length":
+            lengths = np.minimum(self.ends - self.starts, self.model.max_len + 1)
+            batches = length_batches(order, lengths, cfg.batch_size, self.rng)
+        else:
+            batches = [order[i:i + cfg.batch_size] for i in range(0, order.shape[0], cfg.batch_size)]
+        return distributed.merge_short_tail(batches, self.dist.world)
+
+    def _seed_rank(self, epoch: int) -> np.random.Generator:
+        """The generator of this rank's own draws in `epoch` (masks), after seeding torch's (dropout, negatives).
+        One process keeps drawing from the shared generator and torch's restored state, as before DDP."""
+        if not self.dist.active:
+            return self.rng
+        seeds = np.random.SeedSequence([self.train_cfg.seed % 2**32, epoch, self.dist.rank])
+        torch.manual_seed(int(seeds.generate_state(1, np.uint64)[0] >> 1))
+        return np.random.default_rng(seeds)
+
     def _train_epoch(self, epoch: int) -> tuple[float, int, float]:
         model, cfg = self.model, self.train_cfg
         model.train()
         self._set_lr(epoch)
-        order = self.rng.permutation(self.starts.shape[0])
-        if cfg.batching == "length":
-            lengths = np.minimum(self.ends - self.starts, model.max_len + 1)
-            batches = length_batches(order, lengths, cfg.batch_size, self.rng)
-        else:
-            batches = [order[i:i + cfg.batch_size] for i in range(0, order.shape[0], cfg.batch_size)]
+        batches = self.epoch_batches(epoch)
+        local_rng = self._seed_rank(epoch)
         total, count = 0.0, 0
-        with Progress(len(batches), f"epoch {epoch}", enabled=cfg.progress) as progress:
+        show = cfg.progress and self.writes
+        with Progress(len(batches), f"epoch {epoch}", enabled=show) as progress:
             for rows in batches:
-                loss = self._step(rows)
-                total += loss * rows.shape[0]
-                count += rows.shape[0]
+                part = distributed.shard_rows(rows, self.dist)
+                loss = self._step(part, local_rng)
+                total += loss * part.shape[0]
+                count += part.shape[0]
                 progress.update(loss=loss, sequences=int(rows.shape[0]))
-        return total / max(count, 1), count, progress.seconds
+        total, count = distributed.sum_array(self.dist, np.array([total, count], dtype=np.float64))
+        return float(total / max(count, 1)), int(count), progress.seconds
 
-    def _step(self, rows: np.ndarray) -> float:
+    def _step(self, rows: np.ndarray, rng: np.random.Generator | None = None) -> float:
+        """One optimiser step on the training rows `rows` (this rank's part of a global batch); returns the mean
+        loss of those rows."""
         batch = make_batch(self.model, self.split.data.items, self.starts[rows], self.ends[rows],
-                           align=self.train_cfg.align, rng=self.rng, **self.inputs).to(self.device)
-        states = self.model(batch)                                                  # [B, L, D]
-        scored = batch.targets != 0                                                 # [B, L]
-        loss = compute_loss(self.loss_spec, states[scored], batch.targets[scored], self.model.item_embeddings(),
-                            self.model.similarity, log_popularity=self.log_popularity)
+                           align=self.train_cfg.align, rng=self.rng if rng is None else rng,
+                           **self.inputs).to(self.device)
+        with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            loss, scored = self.step_module(batch)
+        objective = loss
+        if self.dist.active:            # the global batch's mean: this rank's share of its scored positions
+            total = distributed.sum_scalar(self.dist, scored.to(loss.dtype))
+            objective = loss * (scored.to(loss.dtype) * self.dist.world / total.clamp(min=1))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.scaler is not None:
+            self.scaler.scale(objective).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            objective.backward()
         if self.train_cfg.clip_norm:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg.clip_norm)
-        self.optimizer.step()
+            clip_gradients(list(self.model.parameters()), self.train_cfg.clip_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         return float(loss.detach())
 
     def validate(self) -> dict[str, float]:
-        return self.evaluate("valid")
+        """Validation metrics; on a seeded sample of `eval.max_users` users when set (the epoch's choice)."""
+        targets = self.split.valid
+        limit = self.eval_cfg.max_users
+        if limit is not None and limit < len(targets):
+            chosen = np.sort(np.random.default_rng(self.train_cfg.seed).choice(len(targets), limit, replace=False))
+            targets = type(targets)(targets.data, targets.users[chosen], targets.positions[chosen])
+        return self._metrics(targets)
 
     def evaluate(self, split_name: str = "test") -> dict[str, float]:
-        targets = self.split.valid if split_name == "valid" else self.split.test
-        return evaluate(self.model, targets, ks=tuple(self.eval_cfg.ks), exclude_history=self.eval_cfg.exclude_history,
-                        batch_size=self.eval_cfg.batch_size, device=self.device)
+        """Full-ranking metrics on every `valid` or `test` target (ranks split between DDP ranks, then summed)."""
+        return self._metrics(self.split.valid if split_name == "valid" else self.split.test)
+
+    def _metrics(self, targets) -> dict[str, float]:
+        ranks = target_ranks(self.model, targets, exclude_history=self.eval_cfg.exclude_history,
+                             batch_size=self.eval_cfg.batch_size, device=self.device,
+                             shard=(self.dist.rank, self.dist.world))
+        return metrics_from_ranks(distributed.sum_array(self.dist, ranks), tuple(self.eval_cfg.ks))
 
     # ------------------------------------------------------------------------------------------- checkpoints
 
     def _save(self, name: str, state_dict: dict) -> None:
-        if self.checkpoint_dir is None:
+        if self.checkpoint_dir is None or not self.writes:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         save_checkpoint(self.checkpoint_dir / name, {
@@ -304,27 +519,35 @@ class Trainer:
             "epoch": self.state.epoch})
 
     def _save_last(self) -> None:
-        if self.checkpoint_dir is None:
+        if self.checkpoint_dir is None or not self.writes:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        extra = {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
         save_checkpoint(self.checkpoint_dir / "last.pt", {
             "format": CHECKPOINT_FORMAT, "model": self.model.name, "num_items": self.model.num_items,
             "model_config": json.dumps(self.model.config.model_dump()),
             "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "epoch": self.state.epoch, "train_state": self.state.to_json(), "rng": rng_state(self.rng)})
+            "epoch": self.state.epoch, "train_state": self.state.to_json(), "rng": rng_state(self.rng),
+            "world_size": self.dist.world, **extra})
 
     def _resume(self) -> None:
         path = self.checkpoint_dir / "last.pt" if self.checkpoint_dir is not None else None
         if path is None or not path.exists():
-            log.info("no checkpoint to resume from in %s; starting from scratch", self.run_dir)
+            if self.writes:
+                log.info("no checkpoint to resume from in %s; starting from scratch", self.run_dir)
             return
         payload = load_checkpoint(path, map_location=self.device)
         self.model.load_state_dict(payload["state_dict"])
         self.optimizer.load_state_dict(payload["optimizer"])
+        if self.scaler is not None and "scaler" in payload:
+            self.scaler.load_state_dict(payload["scaler"])
         self.state = TrainState(**json.loads(payload["train_state"]))
         set_rng_state(payload["rng"], self.rng)
         self.state.stopped = self._stop_reason_on_resume(self.state.stopped)
-        log.info("resumed from %s after epoch %d", path, self.state.epoch)
+        if self.writes:
+            before = payload.get("world_size", 1)
+            change = f" (saved by {before} process(es), now {self.dist.world})" if before != self.dist.world else ""
+            log.info("resumed from %s after epoch %d%s", path, self.state.epoch, change)
 
     def _stop_reason_on_resume(self, stored: str | None) -> str | None:
         """Why a resumed run is still stopped under the current config: a time budget or early stop that the
@@ -351,6 +574,11 @@ class Trainer:
         results = {"valid": self.evaluate("valid"), "test": self.evaluate("test"),
                    "best_epoch": self.state.best_epoch, "epochs_run": self.state.epoch,
                    "stopped": self.state.stopped, "train_seconds": round(self.state.elapsed, 3), **(extra or {})}
-        if self.run_dir is not None:
+        if self.eval_cfg.max_users is not None:
+            results["valid_users_per_epoch"] = min(self.eval_cfg.max_users, len(self.split.valid))
+        if self.dist.active:
+            results["distributed"] = {"world_size": self.dist.world, "backend": self.dist.backend,
+                                      "batch_size": "global"}
+        if self.run_dir is not None and self.writes:
             write_json(self.run_dir / "results.json", results)
         return results

@@ -8,7 +8,8 @@ Every module has two forms:
   sampled negatives);
 - `gathered(queries [M, D], table [N, D], ids [M, K]) -> [M, K]`: `pairwise(queries, table[ids])`, where a
   similarity with per-item work (the cosine's normalisation, MoL's item projections and gates) may do that work
-  once per table row instead of once per drawn id.
+  once per table row instead of once per drawn id. `table` may also be a lookup-only view of the table
+  (`seqrec.train.losses.SparseRows`, anything that is not a Tensor): then only `table[ids]` is read.
 
 `temperature` divides the normalised similarities (`cosine`, `mol`), whose values lie in [-1, 1]; the plain dot
 product has none (its scale is learned with the vectors). HSTU's reference scores L2-normalised states against
@@ -53,7 +54,7 @@ class Cosine(nn.Module):
         return (v * q.unsqueeze(1)).sum(-1) / self.temperature        # [M, K]
 
     def gathered(self, queries: Tensor, table: Tensor, ids: Tensor) -> Tensor:
-        if ids.numel() < table.shape[0]:                              # few ids: normalise only those rows
+        if ids.numel() < table.shape[0] or not isinstance(table, Tensor):   # few ids, or lookups only
             return self.pairwise(queries, table[ids])
         q, v = F.normalize(queries, dim=-1), F.normalize(table, dim=-1)[ids]
         return (v * q.unsqueeze(1)).sum(-1) / self.temperature        # [M, K]
@@ -127,7 +128,7 @@ class MixtureOfLogits(nn.Module):
         """`pairwise(queries, table[ids])` with the item projections and gates computed once per table row and
         then gathered (per drawn id they would cost M * K MLP evaluations: 128 negatives for each of ~15,000
         positions against a 3,417-row table on ML-1M)."""
-        if ids.numel() < table.shape[0]:                                                   # few ids: per id
+        if ids.numel() < table.shape[0] or not isinstance(table, Tensor):                  # few ids: per id
             return self.pairwise(queries, table[ids])
         q = self._parts(queries, self.query_proj)                                          # [M, P, d]
         x = self._parts(table, self.item_proj)[ids]                                        # [M, K, P, d]
