@@ -41,17 +41,17 @@ SEQREC = [sys.executable, "-m", "seqrec"]
 
 
 def run_measured(args: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in GiB of the process tree's largest process, stdout) of one command."""
+    """(wall seconds, peak RSS in GiB of the process, stdout) of one command."""
     started = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
-    out, err = proc.communicate()
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n{err[-4000:]}")
-    import resource
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss   # largest child so far (monotone)
-    return wall, peak_kib / 2**20, out
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(args, stdout=out, stderr=err, text=True, env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        if status != 0:
+            raise SystemExit(f"{' '.join(args)} failed (status {status}):\n{err.read()[-4000:]}")
+        return wall, usage.ru_maxrss / 2**20, out.read()
 
 
 def machine() -> dict:
@@ -113,9 +113,10 @@ def bench_catalogue(items_list: list[int], users: int, steps: int, full_epoch_it
             path = Path(tmp) / f"log_{items}.parquet"
             row = make_log(path, users, items)
             print(f"{items} items: {row}", flush=True)
-            wall, _, summary = run_measured([*SEQREC, "data", "prepare", str(path), "--split", "none", "--json"],
-                                            env=env)
+            wall, rss, summary = run_measured([*SEQREC, "data", "prepare", str(path), "--split", "none", "--json"],
+                                              env=env)
             row["prepare_seconds"] = round(wall, 1)
+            row["prepare_peak_rss_gib"] = round(rss, 2)
             row["prepared"] = {k: v for k, v in json.loads(summary).items() if k in ("users", "items", "interactions")}
             result_file = Path(tmp) / f"worker_{items}.json"
             args = [sys.executable, __file__, "worker", str(path), str(result_file), "--steps", str(steps)]
@@ -127,6 +128,12 @@ def bench_catalogue(items_list: list[int], users: int, steps: int, full_epoch_it
                 raise SystemExit(f"worker for {items} items failed (status {status})")
             row.update(json.loads(result_file.read_text()))
             row["worker_peak_rss_gib"] = round(usage.ru_maxrss / 2**20, 2)
+            sample = row.pop("sample_users")
+            wall, _, answer = run_measured([*SEQREC, "recommend", row.pop("run_dir"), "--user", str(sample[0]),
+                                            "--json"], env=env)
+            row["cli_recommend_seconds"] = round(wall, 1)                    # one command: load + answer
+            assert len(json.loads(answer)["items"]) == 10
+            row.update(serve_latency(Path(result_file).with_suffix(".run"), sample, env))
             out["catalogues"][str(items)] = row
             print(json.dumps(row, indent=1), flush=True)
     sizes = sorted(out["catalogues"], key=int)
@@ -135,6 +142,46 @@ def bench_catalogue(items_list: list[int], users: int, steps: int, full_epoch_it
         out["cost_per_row_ratio"] = round(small["train_rows_per_second"] / large["train_rows_per_second"], 3)
     out["end"] = machine()
     return out
+
+
+def serve_latency(run_dir: Path, users: list, env: dict, requests: int = 300) -> dict:
+    """p50/p99 of POST /recommend {"user": u, "k": 10} against `seqrec serve RUN` on loopback (one at a time)."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([*SEQREC, "serve", str(run_dir), "--port", str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        started = time.perf_counter()
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2).read()
+                break
+            except OSError:
+                if server.poll() is not None:
+                    raise SystemExit(f"seqrec serve failed:\n{server.stderr.read()[-3000:]}") from None
+                time.sleep(0.5)
+        startup = time.perf_counter() - started
+        times = []
+        for i in range(requests):
+            body = json.dumps({"user": users[i % len(users)], "k": 10}).encode()
+            request = urllib.request.Request(f"{base}/recommend", data=body,
+                                             headers={"Content-Type": "application/json"})
+            began = time.perf_counter()
+            answer = json.loads(urllib.request.urlopen(request, timeout=30).read())
+            times.append(1000 * (time.perf_counter() - began))
+            assert len(answer["items"]) == 10
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    times = sorted(times[20:])
+    return {"serve_startup_seconds": round(startup, 1),
+            "serve_ms_p50": round(statistics.median(times), 2),
+            "serve_ms_p99": round(times[int(0.99 * (len(times) - 1))], 2)}
 
 
 def worker(path: str, result_file: str, steps: int, full_epoch: bool) -> None:
@@ -215,6 +262,12 @@ def worker(path: str, result_file: str, steps: int, full_epoch: bool) -> None:
     except ImportError as error:
         figures["recommend_ann"] = f"skipped: {error}"
     figures["threads"] = torch.get_num_threads()
+    run_dir = Path(result_file).with_suffix(".run")              # a run directory for `seqrec recommend`/`serve`
+    api._open_run_dir(run_dir, config, split)
+    trainer.run_dir = run_dir
+    trainer._save_last()
+    figures["run_dir"] = str(run_dir)
+    figures["sample_users"] = [u.item() for u in users[:50]]
     Path(result_file).write_text(json.dumps(figures))
 
 
@@ -235,10 +288,11 @@ def table() -> str:
                   "(target >= 0.9)", ""]
     if cat_file.exists():
         r = json.loads(cat_file.read_text())
-        keys = ["interactions", "prepare_seconds", "dense_adam_ms_per_step", "sparse_ms_per_step",
-                "train_rows_per_second", "epoch_seconds", "valid_10k_users_seconds",
+        keys = ["interactions", "prepare_seconds", "prepare_peak_rss_gib", "dense_adam_ms_per_step",
+                "sparse_ms_per_step", "train_rows_per_second", "epoch_seconds", "valid_10k_users_seconds",
                 "valid_all_users_seconds_extrapolated", "recommend_exact_ms_p50", "recommend_exact_ms_p99",
-                "recommend_ann_ms_p99", "worker_peak_rss_gib"]
+                "recommend_ann_ms_p99", "cli_recommend_seconds", "serve_ms_p50", "serve_ms_p99",
+                "worker_peak_rss_gib"]
         sizes = sorted(r["catalogues"], key=int)
         lines += [f"Synthetic catalogues ({r['users']:,} users; {r['start']['date']})", "",
                   "| figure | " + " | ".join(f"{int(s):,} items" for s in sizes) + " |",

@@ -205,16 +205,12 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
     if out is not None and not resume and (Path(out) / "config.yaml").exists():   # every rank, before any writes
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     try:
-        if dist.active and not dist.is_main:
-            distributed.barrier(dist)                  # rank 0 prepares and caches the data first
         if isinstance(data, Split):
             split = data
         elif data is not None:
             split = make_split(data, run_config)
-        else:
-            split = load_split(run_config)
-        if dist.active and dist.is_main:
-            distributed.barrier(dist)
+        else:                                          # rank 0 prepares and caches the data first
+            split = distributed.staged(dist, lambda: load_split(run_config))
         _prepare_torch(run_config, dist)
         net = build_model(run_config.model.name, split.data.num_items, run_config.model.params)
         run_dir = _open_run_dir(out, run_config, split) if dist.is_main else out

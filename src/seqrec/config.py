@@ -213,6 +213,14 @@ class LossConfig(_Section):
                                                             "targets of every rank's part of the global batch "
                                                             "(all-gather of the ids), not only this rank's")
 
+    @model_validator(mode="after")
+    def _across_ranks_needs_in_batch(self) -> LossConfig:
+        if self.negatives_across_ranks and (self.name != "sampled_softmax" or self.negatives != "in_batch"):
+            raise _fail(f"negatives_across_ranks gathers in-batch negatives; it needs loss.name: sampled_softmax "
+                        f"and loss.negatives: in_batch (got {self.name}, {self.negatives})",
+                        key="loss.negatives_across_ranks")
+        return self
+
 
 class TrainConfig(_Section):
     optimizer: Literal["adam", "adamw"] = Field("adam", description="optimiser")

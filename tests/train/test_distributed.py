@@ -6,7 +6,8 @@
   one-process ranks;
 - `seqrec train --nproc 2`: only rank 0 writes the run directory; the run resumes with another world size;
 - a killed rank ends the run with a non-zero exit within a stated time, leaving a loadable checkpoint;
-- two "machines" (two torchrun launchers, c10d rendezvous on 127.0.0.1) train one run.
+- two "machines" (two torchrun launchers, c10d rendezvous on 127.0.0.1) train one run, with in-batch negatives
+  gathered from both ranks and sparse item gradients (gloo all-reduces them).
 """
 
 from __future__ import annotations
@@ -201,6 +202,7 @@ def test_a_killed_rank_ends_the_run_cleanly(tmp_path):
             launcher.kill()
     assert launcher.returncode != 0
     assert took < KILL_DEADLINE_S
+    print(f"the run ended {took:.1f} s after one rank was killed")  # noqa: T201
     assert "SIGKILL" in stderr or "Signal 9" in stderr                    # torchrun names the dead rank
     assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] >= 1  # still loadable
 
@@ -212,7 +214,7 @@ def test_two_machines_on_loopback_with_c10d_rendezvous(tmp_path):
     args = [*TORCHRUN, "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
             "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "seqrec-test", "-m", "seqrec", "train", *TINY,
             "--set", "train.epochs=2", "--set", "loss.name=sampled_softmax", "--set", "loss.negatives=in_batch",
-            "--set", "loss.negatives_across_ranks=true", "--out", str(out)]
+            "--set", "loss.negatives_across_ranks=true", "--set", "train.sparse_embeddings=true", "--out", str(out)]
     nodes = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
              for _ in range(2)]
     outputs = [node.communicate(timeout=240) for node in nodes]

@@ -191,3 +191,23 @@ def test_uniform_negatives_shared_by_the_batch_or_drawn_per_position(setup, shar
         logits = torch.stack([states[i] @ table[targets[i]]] + [states[i] @ table[j] for j in negatives])
         manual.append(-torch.log_softmax(logits, 0)[0])
     assert torch.allclose(loss, torch.stack(manual).mean())
+
+
+@pytest.mark.parametrize("similarity", ["dot", "cosine", "mol"])
+def test_in_batch_softmax_equals_the_general_sampled_softmax(similarity):
+    from seqrec.models.layers.similarity import make_similarity
+    from seqrec.train.losses import in_batch_softmax
+
+    torch.manual_seed(4)
+    sim = make_similarity(similarity, 0.1, dim=8, components=2)
+    states = torch.randn(40, 8, requires_grad=True)
+    table = torch.randn(30, 8, requires_grad=True)
+    targets = torch.randint(1, 30, (40,))
+    negatives = torch.unique(targets)
+    log_q = torch.log(torch.rand(30) + 0.1)
+    results = []
+    for fn in (in_batch_softmax, sampled_softmax):
+        loss = fn(states, targets, table, sim, negatives, log_q)
+        results.append((loss, *torch.autograd.grad(loss, [states, table, *sim.parameters()])))
+    for fast, general in zip(*results, strict=True):
+        torch.testing.assert_close(fast, general, rtol=1e-5, atol=1e-6)

@@ -141,3 +141,17 @@ def test_clipping_sparse_gradients_matches_dense_clipping():
     for dense, sparse in zip(*clipped, strict=True):
         torch.testing.assert_close(sparse, dense)
     assert float(torch.cat([g.flatten() for g in clipped[0]]).norm()) == pytest.approx(1.5, rel=1e-4)
+
+
+def test_negatives_across_ranks_needs_in_batch_negatives():
+    with pytest.raises(ConfigError, match=r"loss.negatives_across_ranks: .*needs loss.name: sampled_softmax"):
+        api.make_config(loss={"name": "sampled_softmax", "negatives": "uniform", "negatives_across_ranks": True})
+    config = api.make_config(loss={"name": "sampled_softmax", "negatives": "in_batch", "negatives_across_ranks": True})
+    assert config.loss.negatives_across_ranks
+
+
+def test_precision_and_timeout_keys_are_checked():
+    with pytest.raises(ConfigError, match="train.precision"):
+        api.make_config(train={"precision": "fp8"})
+    with pytest.raises(ConfigError, match="train.dist_timeout"):
+        api.make_config(train={"dist_timeout": 0})

@@ -138,6 +138,20 @@ def barrier(dist: Dist) -> None:
         tdist.barrier()
 
 
+def staged(dist: Dist, load):
+    """`load()` on every rank, in three turns: rank 0 alone first (it prepares and caches the data), then the
+    first rank of every other machine (a cache hit on a shared file system, else its machine's one
+    preparation), then all the others (cache hits). No N-fold preparation and no race on a cache entry."""
+    result = load() if dist.is_main else None
+    barrier(dist)
+    if not dist.is_main and dist.local_rank == 0:
+        result = load()
+    barrier(dist)
+    if dist.local_rank != 0:
+        result = load()
+    return result
+
+
 def broadcast_object(dist: Dist, value):
     """Rank 0's `value` on every rank."""
     if not dist.active:

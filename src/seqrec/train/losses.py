@@ -165,6 +165,26 @@ def sampled_softmax(states: Tensor, targets: Tensor, table: Tensor, similarity: 
     return F.cross_entropy(logits, torch.zeros_like(targets))
 
 
+def in_batch_softmax(states: Tensor, targets: Tensor, table: Tensor, similarity: nn.Module, negatives: Tensor,
+                     log_q: Tensor | None = None) -> Tensor:
+    """`sampled_softmax` with in-batch negatives, in one [M, K] score block.
+
+    The negatives are the sorted unique targets of the batch (of every rank's part with `negatives_across_ranks`),
+    so each row's own target is one of them: the softmax over the positive and the other negatives is the softmax
+    over all K columns with the target's column as the label. No separate positive score, no [M, K] collision
+    mask and no [M, 1 + K] concatenation (on 1M items with ~5,000 scored positions and ~5,000 negatives per step
+    these passes were about a fifth of the step).
+
+    Args:
+        negatives: [K] sorted unique ids that include every target.
+        log_q: [N + 1] log sampling probability; every score is corrected by `- log_q[item]`.
+    """
+    scores = similarity(states, table[negatives])                               # [M, K]
+    if log_q is not None:
+        scores = scores - log_q[negatives]
+    return F.cross_entropy(scores, torch.searchsorted(negatives, targets))
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """Which loss to use and how to sample its negatives (the `loss` config section)."""
@@ -205,7 +225,7 @@ def compute_loss(spec: LossSpec, states: Tensor, targets: Tensor, table: Tensor,
         pool = gather_ids(targets) if gather_ids is not None else targets
         negatives = torch.unique(pool)                                           # [K] the batch's positives
         log_q = log_popularity if spec.log_q_correction else None
-        return sampled_softmax(states, targets, table, similarity, negatives, log_q)
+        return in_batch_softmax(states, targets, table, similarity, negatives, log_q)
     shape = (spec.num_negatives,) if spec.shared_negatives else (targets.shape[0], spec.num_negatives)
     negatives = uniform_negatives(shape, num_items, targets.device, generator)                 # [K] or [M, K]
     return sampled_softmax(states, targets, table, similarity, negatives)

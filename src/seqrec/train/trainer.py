@@ -270,6 +270,9 @@ class Trainer:
         self.rng = np.random.default_rng(self.train_cfg.seed)        # shared draws: the same on every rank
         self.inputs = model_inputs(model, split.data)      # CSR times / ratings the model reads, if any
         self.sparse = bool(self.train_cfg.sparse_embeddings) and model.trainable
+        if self.sparse and dist.backend == "nccl":
+            raise ConfigError("train.sparse_embeddings: nccl cannot all-reduce sparse gradients; train the large "
+                              "table with dense gradients on GPUs (set it to false) or use the gloo backend")
         if self.sparse:
             _enable_sparse_items(model, config.loss.name)
         self.optimizer = self._make_optimizer() if model.trainable else None
