@@ -205,12 +205,12 @@ def _launch(nproc: int, config_path, overrides, out, resume, quiet) -> None:
     from torch.distributed.run import main as torchrun
 
     from seqrec.api import default_run_dir
-    from seqrec.config import load_config
 
     if resume and out is None:
         raise click.UsageError("--resume needs --out RUN_DIR (the run to continue)")
+    config = _train_config(config_path, overrides, out, resume, quiet)   # one clear error before N processes
     if out is None:       # one directory for every rank: chosen here, not by each rank's clock
-        out = str(default_run_dir(load_config(config_path, overrides)))
+        out = str(default_run_dir(config))
     args = [*(["-c", config_path] if config_path else []), *(f"--set={o}" for o in overrides), "--out", out,
             *(["--resume"] if resume else []), *(["--quiet"] if quiet else [])]
     os.environ.setdefault("OMP_NUM_THREADS", "1")         # seqrec sets each rank's threads itself

@@ -171,6 +171,15 @@ def test_nproc_run_writes_once_and_resumes_with_another_world_size(tmp_path):
     assert json.loads((out / "results.json").read_text())["epochs_run"] == 4
 
 
+def test_nproc_reports_a_bad_config_once_before_starting_processes(tmp_path):
+    result = subprocess.run([*SEQREC, "train", "--nproc", "2", "--set", "train.lr=-1", "--out", str(tmp_path / "r")],
+                            capture_output=True, text=True, timeout=120, env=_env())
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: train.lr: value -1 is not allowed; expected a number > 0 (from --set train.lr=-1)"]
+    assert not (tmp_path / "r").exists()
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
