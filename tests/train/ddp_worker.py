@@ -2,7 +2,7 @@
 
     torchrun --standalone --nproc-per-node 2 tests/train/ddp_worker.py OUT_DIR
 
-Trains one epoch of a small SASRec on the demo data with the real Trainer under DDP (gloo), from the weights
+Trains one epoch of a small SASRec on the demo data (length batching) with the real Trainer under DDP (gloo), from the weights
 every rank builds with the same seed, then ranks the test targets with the distributed evaluator. Rank 0 saves
 the initial weights, the weights after the epoch, the epoch's global batches and the gathered ranks to OUT_DIR;
 every rank saves the rows it trained on, so the test can check the shards and redo the epoch in one process.
@@ -23,7 +23,8 @@ from seqrec.train import distributed
 from seqrec.train.trainer import Trainer
 
 CONFIG = {"model": {"name": "sasrec", "dim": 16, "num_blocks": 1, "max_len": 20, "dropout": 0.0},
-          "train": {"epochs": 1, "batch_size": 64, "seed": 3, "progress": False, "num_threads": 1},
+          "train": {"epochs": 1, "batch_size": 64, "seed": 3, "progress": False, "num_threads": 1,
+                    "batching": "length"},
           "loss": {"name": "ce"}}
 
 
