@@ -234,6 +234,15 @@ class TrainConfig(_Section):
     lr_decay_start: int | None = Field(None, ge=2, description="epoch (1-based) that first runs at the decayed "
                                        "rate; null = lr_decay_every + 1 (SR-GNN's code: 3, it steps its "
                                        "scheduler before each epoch)")
+    warmup_steps: int = Field(0, ge=0, description="raise the learning rate linearly from lr / warmup_steps to "
+                                                    "lr over the first this many optimiser steps; 0 = none")
+    schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="per-step decay after the warm-up, down to min_lr_ratio x lr at the last step of "
+                                "train.epochs: constant (none), linear or cosine")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="linear/cosine schedule: final lr as a share of lr")
+    no_decay: list[Literal["embeddings", "biases", "norms"]] = Field(
+        [], description="parameters that get no weight decay: embeddings (every nn.Embedding table), biases, "
+                        "norms (layer-norm weights); [] = decay all (when weight_decay > 0)")
     clip_norm: float | None = Field(5.0, gt=0, description="clip the gradient norm to this; null = never")
     epochs: int = Field(200, ge=1, description="most passes over the training data")
     batch_size: int = Field(128, ge=1, description="training sequences per step")
