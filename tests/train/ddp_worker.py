@@ -3,9 +3,10 @@
     torchrun --standalone --nproc-per-node 2 tests/train/ddp_worker.py OUT_DIR
 
 Trains one epoch of a small SASRec on the demo data (length batching) with the real Trainer under DDP (gloo),
-from the weights every rank builds with the same seed, then ranks the test targets with the distributed evaluator. Rank 0 saves
-the initial weights, the weights after the epoch, the epoch's global batches and the gathered ranks to OUT_DIR;
-every rank saves the rows it trained on, so the test can check the shards and redo the epoch in one process.
+from the weights every rank builds with the same seed, then ranks the test targets with the distributed
+evaluator. Rank 0 saves the initial weights, the weights after the epoch, the epoch's global batches and the
+gathered ranks to OUT_DIR; every rank saves the rows it trained on, so the test can check the shards and redo
+the epoch in one process.
 """
 
 from __future__ import annotations
