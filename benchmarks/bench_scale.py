@@ -105,8 +105,10 @@ def make_log(path: Path, users: int, items: int) -> dict:
             "file_mib": round(path.stat().st_size / 2**20, 1)}
 
 
-def bench_catalogue(items_list: list[int], users: int, steps: int, full_epoch_items: int) -> dict:
-    out = {"benchmark": "scale_catalogue", "users": users, "start": machine(), "catalogues": {}}
+def bench_catalogue(items_list: list[int], users: int, steps: int, full_epoch_items: int,
+                    steps_only: bool = False) -> dict:
+    out = {"benchmark": "scale_catalogue", "users": users, "start": machine(), "catalogues": {},
+           "steps_only": steps_only}
     with tempfile.TemporaryDirectory(prefix="seqrec-bench-cat-") as tmp:
         env = {"SEQREC_CACHE": str(Path(tmp) / "cache")}
         for items in items_list:
@@ -120,14 +122,20 @@ def bench_catalogue(items_list: list[int], users: int, steps: int, full_epoch_it
             row["prepared"] = {k: v for k, v in json.loads(summary).items() if k in ("users", "items", "interactions")}
             result_file = Path(tmp) / f"worker_{items}.json"
             args = [sys.executable, __file__, "worker", str(path), str(result_file), "--steps", str(steps)]
-            if items == full_epoch_items:
+            if items == full_epoch_items and not steps_only:
                 args.append("--full-epoch")
+            if steps_only:
+                args.append("--steps-only")
             proc = subprocess.Popen(args, env={**os.environ, **env})
             _, status, usage = os.wait4(proc.pid, 0)
             if status != 0:
                 raise SystemExit(f"worker for {items} items failed (status {status})")
             row.update(json.loads(result_file.read_text()))
             row["worker_peak_rss_gib"] = round(usage.ru_maxrss / 2**20, 2)
+            if steps_only:
+                out["catalogues"][str(items)] = row
+                print(json.dumps(row, indent=1), flush=True)
+                continue
             sample = row.pop("sample_users")
             wall, _, answer = run_measured([*SEQREC, "recommend", row.pop("run_dir"), "--user", str(sample[0]),
                                             "--json"], env=env)
@@ -184,7 +192,7 @@ def serve_latency(run_dir: Path, users: list, env: dict, requests: int = 300) ->
             "serve_ms_p99": round(times[int(0.99 * (len(times) - 1))], 2)}
 
 
-def worker(path: str, result_file: str, steps: int, full_epoch: bool) -> None:
+def worker(path: str, result_file: str, steps: int, full_epoch: bool, steps_only: bool = False) -> None:
     """In a fresh process: train, validate on a sample, recommend; write the figures as JSON."""
     import numpy as np
     import torch
@@ -224,6 +232,9 @@ def worker(path: str, result_file: str, steps: int, full_epoch: bool) -> None:
     figures["sparse_ms_per_step"] = round(1000 * seconds, 1)
     figures["train_rows_per_second"] = round(256 / seconds, 1)
     figures["training_rows"] = int(trainer.starts.shape[0])
+    if steps_only:
+        Path(result_file).write_text(json.dumps(figures))
+        return
     if full_epoch:
         began = time.perf_counter()
         loss, rows, _ = trainer._train_epoch(1)
@@ -302,6 +313,17 @@ def table() -> str:
         if "cost_per_row_ratio" in r:
             lines += ["", f"training cost per row, largest / smallest catalogue: {r['cost_per_row_ratio']:.2f} "
                       "(target <= 1.5)"]
+    steps_file = RESULTS / "scale_catalogue_steps.json"
+    if steps_file.exists():
+        r = json.loads(steps_file.read_text())
+        sizes = sorted(r["catalogues"], key=int)
+        lines += ["", f"Training steps only, remeasured ({r['start']['date']}, load average at start "
+                  f"{r['start']['load_average'][0]:.2f})", "",
+                  "| figure | " + " | ".join(f"{int(s):,} items" for s in sizes) + " |", "|---|" + "---:|" * len(sizes)]
+        for key in ("dense_adam_ms_per_step", "sparse_ms_per_step", "train_rows_per_second", "worker_peak_rss_gib"):
+            lines.append(f"| {key} | " + " | ".join(str(r["catalogues"][s].get(key, "-")) for s in sizes) + " |")
+        if "cost_per_row_ratio" in r:
+            lines += ["", f"training cost per row, largest / smallest catalogue: {r['cost_per_row_ratio']:.2f}"]
     return "\n".join(lines)
 
 
@@ -314,21 +336,25 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--full-epoch", action="store_true")
+    parser.add_argument("--steps-only", action="store_true", help="catalogue: time the training steps only "
+                        "(results/scale_catalogue_steps.json), no epoch, validation or recommendation")
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
     if args.table:
         print(table())
         return 0
     if args.what == "worker":
-        worker(*args.args, steps=args.steps, full_epoch=args.full_epoch)
+        worker(*args.args, steps=args.steps, full_epoch=args.full_epoch, steps_only=args.steps_only)
         return 0
     RESULTS.mkdir(exist_ok=True)
     if args.what == "ddp":
         result = bench_ddp(args.epochs)
         (RESULTS / "scale_ddp.json").write_text(json.dumps(result, indent=1) + "\n")
     elif args.what == "catalogue":
-        result = bench_catalogue(args.items, args.users, args.steps, full_epoch_items=max(args.items))
-        (RESULTS / "scale_catalogue.json").write_text(json.dumps(result, indent=1) + "\n")
+        result = bench_catalogue(args.items, args.users, args.steps, full_epoch_items=max(args.items),
+                                 steps_only=args.steps_only)
+        name = "scale_catalogue_steps.json" if args.steps_only else "scale_catalogue.json"
+        (RESULTS / name).write_text(json.dumps(result, indent=1) + "\n")
     else:
         parser.error("say what to run: ddp or catalogue (or --table)")
     print(table())
