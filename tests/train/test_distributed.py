@@ -156,7 +156,7 @@ def test_nproc_run_writes_once_and_resumes_with_another_world_size(tmp_path):
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]                       # one writer: no duplicated records
     assert first.stdout.count("best epoch") == 1                          # one results table, from rank 0
-    assert first.stderr.count("epoch 2: loss") == 1
+    assert first.stderr.count("epoch 2  loss") == 1
     results = json.loads((out / "results.json").read_text())
     assert results["distributed"] == {"world_size": 2, "backend": "gloo", "batch_size": "global"}
     assert load_checkpoint(out / "checkpoints" / "last.pt")["world_size"] == 2

@@ -75,3 +75,11 @@ def test_without_no_decay_every_parameter_decays():
     params = list(model.parameters())
     assert decay_groups(model, params, 0.1, []) == [{"params": params, "weight_decay": 0.1}]
     assert decay_groups(model, params, 0.0, ["biases"]) == [{"params": params, "weight_decay": 0.0}]
+
+
+def test_the_epoch_line_names_what_it_shows():
+    from seqrec.train.trainer import epoch_line
+
+    record = {"epoch": 3, "loss": 6.79661, "valid": {"NDCG@10": 0.08671}, "improved": True, "seconds": 24.31}
+    assert epoch_line(record, "NDCG@10") == "epoch 3  loss 6.7966  valid NDCG@10 0.0867 (best)  24.3 s"
+    assert epoch_line({"epoch": 4, "loss": 1.0, "seconds": 2.0}, "NDCG@10") == "epoch 4  loss 1.0000  2.0 s"

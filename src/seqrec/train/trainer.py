@@ -129,6 +129,15 @@ def model_inputs(model, data) -> dict[str, np.ndarray]:
     return {name: values for name, values in found.items() if values is not None}
 
 
+def epoch_line(record: dict, metric: str) -> str:
+    """The per-epoch log line, naming what it shows: `epoch 3  loss 6.7966  valid NDCG@10 0.0867 (best)  24.3 s`."""
+    parts = [f"epoch {record['epoch']}", f"loss {record['loss']:.4f}"]
+    if "valid" in record:
+        parts.append(f"valid {metric} {record['valid'][metric]:.4f}" + (" (best)" if record.get("improved") else ""))
+    parts.append(f"{record['seconds']:.1f} s")
+    return "  ".join(parts)
+
+
 def schedule_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
     """Multiplier of the learning rate at optimiser step `step` (0-based) of `total`: a linear warm-up from
     1 / warmup to 1 over the first `warmup` steps, then `schedule` (constant, linear or cosine) from 1 down to
@@ -455,7 +464,7 @@ class Trainer:
         # every rank computes the same metrics, but clocks differ: rank 0 decides, the others follow
         self.state.stopped = distributed.broadcast_object(self.dist, self.state.stopped)
         if self.writes:
-            log.info("epoch %d: loss %.4f, %s", epoch, loss, record.get("valid", {}).get(self.eval_cfg.metric))
+            log.info("%s", epoch_line(record, self.eval_cfg.metric))
         return record
 
     def _track(self, epoch: int, value: float) -> bool:
