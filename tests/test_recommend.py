@@ -198,3 +198,14 @@ def test_approximate_search_finds_nearly_the_exact_top_k(run_dir):
     history = exact.data.item_vocab.decode(exact.data.sequence(3)[-5:]).tolist()
     got = approx.recommend(history=history, k=10, deny=[history[0]])
     assert not set(history) & {i for i, _ in got.items} and len(got.items) == 10
+
+
+@pytest.mark.parametrize("bad", [1.5, True, 2.0, np.float32(3), np.bool_(False)])
+def test_a_history_of_floats_or_bools_is_refused_not_rounded(rec, bad):
+    real = rec.data.item_vocab.raw[:2].tolist()
+    with pytest.raises(RecommendError, match=r"history\[1\]: .* is not an item id"):
+        rec.recommend(history=[real[0], bad], k=5)
+    with pytest.raises(RecommendError, match="is not an item id"):
+        rec.recommend(history=[bad], k=5, ignore_unknown=True)
+    assert len(rec.recommend(history=real, k=5).items) == 5            # integers (and their strings) still work
+    assert rec.recommend(history=[str(v) for v in real], k=5).items == rec.recommend(history=real, k=5).items

@@ -215,6 +215,13 @@ class Recommender:
     def _encode_checked(self, values: list, ignore_unknown: bool, field: str) -> tuple[np.ndarray, list]:
         """([M] int64 dense ids, -1 for unknown ones; the unknown raw ids), refusing unknown ids unless
         `ignore_unknown`."""
+        for position, value in enumerate(values):
+            # bool and float pass numpy's integer conversion (True -> 1, 1.5 -> 1): refuse them instead of
+            # answering for another history
+            if isinstance(value, (bool, float, np.bool_, np.floating)):
+                kind = "integers or strings" if self.data.item_vocab.is_integer else "strings"
+                raise RecommendError(f"{field}[{position}]: {value!r} is not an item id (a "
+                                     f"{type(value).__name__}); item ids are {kind}", field=field)
         dense = self._dense(values)
         unknown = [values[i] for i in np.flatnonzero(dense < 0)]
         if unknown and not ignore_unknown:
