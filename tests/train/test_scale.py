@@ -11,7 +11,8 @@ from seqrec.errors import ConfigError
 from seqrec.models import build_model
 from seqrec.models.layers.similarity import Cosine, DotProduct
 from seqrec.train.losses import LossSpec, SparseRows, compute_loss
-from seqrec.train.trainer import Optimizers, Trainer
+from seqrec.train.optim import Optimizers
+from seqrec.train.trainer import Trainer
 
 SMALL = {"name": "sasrec", "dim": 16, "num_blocks": 1, "max_len": 20, "dropout": 0.0}
 
@@ -125,7 +126,7 @@ def test_validation_on_a_seeded_user_sample():
 
 
 def test_clipping_sparse_gradients_matches_dense_clipping():
-    from seqrec.train.trainer import clip_gradients
+    from seqrec.train.optim import clip_gradients
 
     torch.manual_seed(2)
     weights = [torch.randn(6, 3, requires_grad=True), torch.randn(4, requires_grad=True)]

@@ -50,6 +50,7 @@ from seqrec.train.checkpoint import load_checkpoint, rng_state, save_checkpoint,
 from seqrec.train.distributed import SINGLE, Dist
 from seqrec.train.losses import LossSpec, compute_loss
 from seqrec.train.objectives import expand_rows, make_batch
+from seqrec.train.optim import Optimizers, clip_gradients, decay_groups, enable_sparse_items, schedule_factor
 from seqrec.train.runlog import EpochLog, Progress, plot_curves, write_json
 
 log = logging.getLogger(__name__)
@@ -138,41 +139,6 @@ def epoch_line(record: dict, metric: str) -> str:
     return "  ".join(parts)
 
 
-def schedule_factor(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
-    """Multiplier of the learning rate at optimiser step `step` (0-based) of `total`: a linear warm-up from
-    1 / warmup to 1 over the first `warmup` steps, then `schedule` (constant, linear or cosine) from 1 down to
-    `min_ratio` at the last step. A function of the step alone, so a resumed run continues the same curve."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    span = max(total - warmup - 1, 1)
-    progress = min(max(step - warmup, 0) / span, 1.0)
-    shape = 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
-    return min_ratio + (1.0 - min_ratio) * shape
-
-
-def decay_groups(model: nn.Module, params: list[nn.Parameter], weight_decay: float, skip: list[str]) -> list[dict]:
-    """Optimiser parameter groups: `params` with `weight_decay`, except the kinds in `skip` (embeddings: the
-    weights of nn.Embedding modules; biases: parameters named `*bias`; norms: the parameters of LayerNorm-like
-    modules), which get none (as BERT's, HSTU's and most transformer references' training code does)."""
-    if not skip or not weight_decay:
-        return [{"params": params, "weight_decay": weight_decay}]
-    exempt: set[int] = set()
-    for module in model.modules():
-        own = list(module.parameters(recurse=False))
-        if "embeddings" in skip and isinstance(module, nn.Embedding):
-            exempt.update(id(p) for p in own)
-        if "norms" in skip and isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.RMSNorm)):
-            exempt.update(id(p) for p in own)
-    if "biases" in skip:
-        exempt.update(id(p) for name, p in model.named_parameters() if name.endswith("bias"))
-    decayed = [p for p in params if id(p) not in exempt]
-    kept = [p for p in params if id(p) in exempt]
-    return [group for group in ({"params": decayed, "weight_decay": weight_decay},
-                                {"params": kept, "weight_decay": 0.0}) if group["params"]]
-
-
 def length_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
                    pool: int = 64) -> list[np.ndarray]:
     """Batches of the shuffled rows `order` grouped by length: pools of `pool` batches of consecutive shuffled
@@ -188,80 +154,6 @@ def length_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng:
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def clip_gradients(params: list[torch.Tensor], max_norm: float) -> None:
-    """`clip_grad_norm_` that also takes sparse gradients (`train.sparse_embeddings`): the norm of a sparse
-    gradient is that of its coalesced values (rows looked up twice summed first, as the dense gradient would)."""
-    if not any(p.grad is not None and p.grad.is_sparse for p in params):
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
-        return
-    squares = []
-    for p in params:
-        if p.grad is None:
-            continue
-        if p.grad.is_sparse:
-            p.grad = p.grad.coalesce()
-            squares.append(p.grad.values().pow(2).sum())
-        else:
-            squares.append(p.grad.pow(2).sum())
-    scale = max_norm / (float(torch.stack(squares).sum().sqrt()) + 1e-6)
-    if scale < 1:
-        for p in params:
-            if p.grad is not None:
-                p.grad.mul_(scale)
-
-
-class Optimizers:
-    """A dense optimiser and a sparse one (the item table's `SparseAdam`) stepped as one."""
-
-    def __init__(self, *optimizers: torch.optim.Optimizer) -> None:
-        self.optimizers = optimizers
-
-    @property
-    def param_groups(self) -> list[dict]:
-        return [group for optimizer in self.optimizers for group in optimizer.param_groups]
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for optimizer in self.optimizers:
-            optimizer.zero_grad(set_to_none=set_to_none)
-
-    def step(self) -> None:
-        for optimizer in self.optimizers:
-            optimizer.step()
-
-    def state_dict(self) -> dict:
-        return {"optimizers": [optimizer.state_dict() for optimizer in self.optimizers]}
-
-    def load_state_dict(self, state: dict) -> None:
-        if "optimizers" not in state or len(state["optimizers"]) != len(self.optimizers):
-            raise ConfigError("the checkpoint's optimiser state does not match train.sparse_embeddings; resume "
-                              "with the setting the run started with")
-        for optimizer, part in zip(self.optimizers, state["optimizers"], strict=True):
-            optimizer.load_state_dict(part)
-
-
-def _enable_sparse_items(model: SequentialRecommender, loss: str) -> None:
-    """Give the model's item table sparse gradients (`train.sparse_embeddings`).
-
-    Only for a model whose `item_embeddings()` is its embedding table itself (SASRec, GRU4Rec, NextItNet, HSTU,
-    SR-GNN) and a sampled loss: the full-softmax CE reads every row, so its gradient is dense by nature.
-
-    Raises:
-        ConfigError: a full-softmax loss, or a model whose item vectors are computed from the table.
-    """
-    if loss == "ce":
-        raise ConfigError("train.sparse_embeddings: the full-softmax loss (loss.name: ce) touches every item row; "
-                          "use loss.name: sampled_softmax, bce or bpr with sparse embeddings")
-    table = model.item_embeddings()
-    modules = [m for m in model.modules() if isinstance(m, nn.Embedding) and m.weight is table]
-    items = getattr(model, "items", None)
-    if not modules or not isinstance(items, nn.Embedding):
-        raise ConfigError(f"train.sparse_embeddings: model {model.name!r} computes its item vectors from its "
-                          "table (not a plain embedding lookup), so its gradient is dense; set it to false")
-    for module in {id(m): m for m in (*modules, items)}.values():
-        module.sparse = True
-        module.weight._seqrec_sparse = True
 
 
 class TrainingStep(nn.Module):
@@ -318,7 +210,7 @@ class Trainer:
             raise ConfigError("train.sparse_embeddings: nccl cannot all-reduce sparse gradients; train the large "
                               "table with dense gradients on GPUs (set it to false) or use the gloo backend")
         if self.sparse:
-            _enable_sparse_items(model, config.loss.name)
+            enable_sparse_items(model, config.loss.name)
         self.optimizer = self._make_optimizer() if model.trainable else None
         self.log_popularity = self._log_popularity() if config.loss.negatives == "in_batch" else None
         self.state = TrainState()

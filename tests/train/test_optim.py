@@ -1,4 +1,4 @@
-"""Learning-rate warm-up and decay schedules (per step, resume-safe) and weight decay that skips parameter kinds."""
+"""Learning-rate schedules (per step, resume-safe), weight decay that skips parameter kinds, the epoch line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import torch
 
 from seqrec import api
 from seqrec.models import build_model
-from seqrec.train.trainer import Trainer, decay_groups, schedule_factor
+from seqrec.train.optim import decay_groups, schedule_factor
+from seqrec.train.trainer import Trainer
 
 
 def test_warmup_is_linear_then_constant():
