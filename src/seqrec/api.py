@@ -213,16 +213,18 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
             split = distributed.staged(dist, lambda: load_split(run_config))
         _prepare_torch(run_config, dist)
         net = build_model(run_config.model.name, split.data.num_items, run_config.model.params)
-        run_dir = _open_run_dir(out, run_config, split) if dist.is_main else out
+        run_dir = Path(out) if out is not None else None
+        if dist.is_main:
+            _open_run_dir(run_dir, run_config, split)
         distributed.barrier(dist)
-        trainer = Trainer(net, split, run_config, None if run_dir is None else Path(run_dir), dist=dist, device=device)
+        trainer = Trainer(net, split, run_config, run_dir, dist=dist, device=device)
         state = trainer.fit(resume=resume)
         results = trainer.write_results({"model": run_config.model.name, "stopped": state.stopped})
     except Exception as error:
         if dist.active and distributed.is_lost_peer(error):
             raise distributed.lost_peer(dist, error, out) from None
         raise
-    return Run(net, split, run_config, None if run_dir is None else Path(run_dir), results, dist=dist)
+    return Run(net, split, run_config, run_dir, results, dist=dist)
 
 
 # keys a resumed run may change: how long it runs and how it reports, never what it computes
@@ -245,14 +247,13 @@ def _check_resume_config(path: Path, requested: RunConfig) -> None:
                           f"{', '.join(sorted(RESUME_MAY_CHANGE))} may change) or start a new --out")
 
 
-def _open_run_dir(out, config: RunConfig, split: Split) -> Path | None:
+def _open_run_dir(out: Path | None, config: RunConfig, split: Split) -> None:
+    """Create the run directory `out` (if any) with its config and data summary (rank 0's job)."""
     if out is None:
-        return None
-    out = Path(out)
+        return
     out.mkdir(parents=True, exist_ok=True)
     dump_config(config, out / "config.yaml")
     write_json(out / "data.json", {"data": split.data.summary(), "split": split.summary()})
-    return out
 
 
 def default_run_dir(config: RunConfig, root: str | Path = "runs") -> Path:

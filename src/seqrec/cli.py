@@ -146,6 +146,8 @@ def train(config_path, overrides, out, resume, quiet, list_keys, nproc) -> None:
     Without -c it trains the built-in default (SASRec on the demo data). Under torchrun (several processes or
     machines) it trains with DistributedDataParallel; see the README's "Several processes and machines".
     """
+    if resume and out is None and not list_keys:
+        raise click.UsageError("--resume needs --out RUN_DIR (the run to continue)")
     if nproc is not None and not list_keys:
         _launch(nproc, config_path, overrides, out, resume, quiet)
         return
@@ -159,8 +161,6 @@ def train(config_path, overrides, out, resume, quiet, list_keys, nproc) -> None:
             click.echo(f"{key:<{width}}  {text}")
         return
 
-    if resume and out is None:
-        raise click.UsageError("--resume needs --out RUN_DIR (the run to continue)")
     _setup_logging(quiet)
     config = _train_config(config_path, overrides, out, resume, quiet)
     if out is None:
@@ -206,8 +206,6 @@ def _launch(nproc: int, config_path, overrides, out, resume, quiet) -> None:
 
     from seqrec.api import default_run_dir
 
-    if resume and out is None:
-        raise click.UsageError("--resume needs --out RUN_DIR (the run to continue)")
     config = _train_config(config_path, overrides, out, resume, quiet)   # one clear error before N processes
     if out is None:       # one directory for every rank: chosen here, not by each rank's clock
         out = str(default_run_dir(config))

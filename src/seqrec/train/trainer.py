@@ -164,7 +164,7 @@ class TrainingStep(nn.Module):
     def __init__(self, model: SequentialRecommender, spec: LossSpec, log_popularity: torch.Tensor | None,
                  dist: Dist = SINGLE, negatives_across_ranks: bool = False, sparse: bool = False) -> None:
         super().__init__()
-        self.model, self.spec, self.dist = model, spec, dist
+        self.model, self.spec = model, spec
         self.log_popularity = log_popularity
         self.gather = (lambda ids: distributed.gather_ids(dist, ids)) if negatives_across_ranks else None
         self.sparse = sparse
