@@ -29,16 +29,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run_dir: Path, cache: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+def start_server(run_dir: Path, cache: Path, *extra: str, env: dict | None = None,
+                 log: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """A `seqrec serve` process on a free loopback port, once it answers /health; its stdout and stderr go to
+    `log` when given (readable while it runs), else to pipes."""
     port = free_port()
-    env = {**os.environ, "SEQREC_CACHE": str(cache)}
+    env = {**os.environ, "SEQREC_CACHE": str(cache), **(env or {})}
+    out = open(log, "w") if log is not None else subprocess.PIPE                # noqa: SIM115 - the child holds it
     proc = subprocess.Popen([sys.executable, "-m", "seqrec.cli", "serve", str(run_dir), "--port", str(port), *extra],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=out, stderr=subprocess.STDOUT if log is not None else subprocess.PIPE,
+                            text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr.read()}")
+            shown = log.read_text() if log is not None else proc.stderr.read()
+            raise AssertionError(f"server exited with {proc.returncode}: {shown}")
         try:
             with urllib.request.urlopen(base + "/health", timeout=2) as response:
                 if response.status == 200:
@@ -50,9 +56,10 @@ def start_server(run_dir: Path, cache: Path, *extra: str) -> tuple[subprocess.Po
 
 
 def request(base: str, path: str, body=None, *, method: str | None = None, raw: bytes | None = None,
-            content_type: str = "application/json") -> tuple[int, dict]:
+            content_type: str = "application/json", headers: dict | None = None) -> tuple[int, dict]:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(base + path, data=data, method=method or ("POST" if data is not None else "GET"))
+    req = urllib.request.Request(base + path, data=data, method=method or ("POST" if data is not None else "GET"),
+                                 headers=headers or {})
     if data is not None:
         req.add_header("Content-Type", content_type)
     try:
@@ -220,3 +227,112 @@ def test_pickle_payload_checkpoint_is_refused_by_serve(served, tmp_path):
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "refused" in done.stderr and "Traceback" not in done.stderr
     assert not sentinel.exists()
+
+
+# ---------------------------------------------------------------------------------------------------- API key
+
+KEY = "k3y-" + "Zq9" * 8                     # 28 characters, as a key file would hold
+WRONG = "k3y-" + "Zq8" * 8
+
+
+@pytest.fixture(scope="module")
+def guarded(demo_run, tmp_path_factory):
+    """(base URL, Recommender, log file of the server's stdout + stderr) of a served demo run that needs KEY
+    (from --api-key-file), with the access log on."""
+    run_dir, cache = demo_run
+    folder = tmp_path_factory.mktemp("key")
+    key_file = folder / "api.key"
+    key_file.write_text(KEY + "\n")
+    key_file.chmod(0o600)
+    log = folder / "server.log"
+    proc, base = start_server(run_dir, cache, "--api-key-file", str(key_file), "--access-log",
+                              env={"SEQREC_API_KEY": ""}, log=log)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SEQREC_CACHE", str(cache))
+    yield base, Recommender.load(run_dir), log
+    mp.undo()
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/recommend"), ("GET", "/model"), ("GET", "/openapi.json"),
+                                              ("GET", "/docs"), ("GET", "/nowhere")])
+def test_every_endpoint_but_health_needs_the_key(guarded, method, path):
+    base, _, _ = guarded
+    body = {"user": 1, "k": 3} if method == "POST" else None
+    status, got = request(base, path, body, method=method)
+    assert status == 401 and "needs an API key" in got["error"] and "Bearer" in got["error"]
+    for headers in ({"Authorization": f"Bearer {WRONG}"}, {"X-API-Key": WRONG}, {"Authorization": f"Bearer {KEY}x"},
+                    {"Authorization": f"Bearer {KEY[:-1]}"}):
+        status, got = request(base, path, body, method=method, headers=headers)
+        assert (status, got) == (401, {"error": "invalid API key", "field": None})
+    status, got = request(base, path, body, method=method, headers={"Authorization": f"Basic {KEY}"})
+    assert status == 401 and "needs an API key" in got["error"]                 # only the Bearer scheme
+
+
+def test_health_is_open_and_the_right_key_gets_the_right_answer(guarded):
+    base, rec, _ = guarded
+    assert request(base, "/health") == (200, {"status": "ok"})
+    user = rec.data.users.decode(np.array([5]))[0].item()
+    expected = [item for item, _ in rec.recommend(user, k=6).items]
+    for headers in ({"Authorization": f"Bearer {KEY}"}, {"authorization": f"bearer {KEY}"}, {"X-API-Key": KEY}):
+        status, body = request(base, "/recommend", {"user": user, "k": 6}, headers=headers)
+        assert status == 200 and [row["item"] for row in body["items"]] == expected
+        status, info = request(base, "/model", headers=headers)
+        assert status == 200 and KEY not in json.dumps(info)                   # not among the limits either
+    status, body = request(base, "/recommend", {"user": "nobody"}, headers={"X-API-Key": KEY})
+    assert status == 404 and KEY not in json.dumps(body)                        # errors as usual, past the key
+
+
+def test_the_key_never_reaches_the_logs(guarded):
+    base, _, log = guarded
+    for headers in ({"Authorization": f"Bearer {KEY}"}, {"X-API-Key": WRONG}, {}):
+        request(base, "/recommend", {"user": 1, "k": 2}, headers=headers)
+        request(base, "/recommend", raw=b'{"user": ', headers=headers)
+        request(base, "/model", headers=headers)
+    time.sleep(0.5)
+    text = log.read_text()
+    assert "POST /recommend" in text and " 401" in text and " 200" in text     # the access log is on
+    assert "API key from --api-key-file" in text                               # the banner names the source
+    assert KEY not in text and WRONG not in text and KEY[4:] not in text
+
+
+def test_a_public_host_without_a_key_is_refused_before_loading(demo_run, tmp_path):
+    run_dir, cache = demo_run
+    env = {**os.environ, "SEQREC_CACHE": str(cache), "SEQREC_API_KEY": ""}
+    command = [sys.executable, "-m", "seqrec.cli", "serve", str(run_dir), "--port", str(free_port())]
+    for host in ("0.0.0.0", "::", "192.168.1.7", "example.org"):
+        started = time.monotonic()
+        done = subprocess.run([*command, "--host", host], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert f"--host {host} exposes the service" in done.stderr and "--no-auth" in done.stderr
+        assert time.monotonic() - started < 30
+    done = subprocess.run([*command, "--host", "0.0.0.0", "--no-auth"], env={**env, "SEQREC_API_KEY": KEY},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "--no-auth contradicts the API key" in done.stderr
+    short = tmp_path / "short.key"
+    short.write_text("hunter2x\n")
+    for extra, shown in ((["--api-key-file", str(short)], "at least 16"),
+                         (["--api-key-file", str(tmp_path / "none.key")], "cannot read the key")):
+        done = subprocess.run([*command, *extra], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and shown in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert "hunter2x" not in done.stderr
+
+
+def test_key_sources_and_loopback_hosts():
+    from seqrec.errors import ConfigError
+    from seqrec.serve import check_exposure, is_loopback, resolve_api_key
+
+    assert resolve_api_key(environ={"SEQREC_API_KEY": f" {KEY}\n"}) == (KEY, "$SEQREC_API_KEY")
+    assert resolve_api_key(environ={}) == (None, None)
+    assert resolve_api_key(environ={"SEQREC_API_KEY": ""}) == (None, None)
+    with pytest.raises(ConfigError, match="printable ASCII") as caught:
+        resolve_api_key(environ={"SEQREC_API_KEY": "two words in a key"})
+    assert "two words" not in str(caught.value)                                 # never echoed
+    for host in ("127.0.0.1", "127.8.9.1", "::1", "[::1]", "localhost"):
+        assert is_loopback(host)
+        check_exposure(host, has_key=False, no_auth=False)
+    for host in ("0.0.0.0", "::", "10.0.0.1", "myhost"):
+        assert not is_loopback(host)
+        check_exposure(host, has_key=True, no_auth=False)
+        check_exposure(host, has_key=False, no_auth=True)

@@ -366,21 +366,33 @@ def _recommend_users_file(rec, users_file, output, k, exclude_seen, names) -> No
                    "than 1 thread).")
 @click.option("--access-log", is_flag=True, help="Log every request (slower).")
 @click.option("--ann", is_flag=True, help="Approximate top-k with a faiss HNSW index (pip install 'seqrec[ann]').")
+@click.option("--api-key-file", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="File holding the API key (its first line; at least 16 characters). Every endpoint but /health "
+                   "then needs 'Authorization: Bearer KEY' (or 'X-API-Key: KEY'). Default: $SEQREC_API_KEY.")
+@click.option("--no-auth", is_flag=True,
+              help="Serve without an API key on a non-loopback --host on purpose (refused otherwise).")
 def serve(run_dir, host, port, max_k, max_items, max_body_bytes, max_batch, threads, torch_threads,
-          access_log, ann) -> None:
-    """Serve top-k recommendations of a trained run over HTTP (POST /recommend, GET /health, GET /model)."""
-    from seqrec.serve import ServeSettings
+          access_log, ann, api_key_file, no_auth) -> None:
+    """Serve top-k recommendations of a trained run over HTTP (POST /recommend, GET /health, GET /model).
+
+    With an API key (--api-key-file or $SEQREC_API_KEY) every endpoint but /health needs it; a host other than
+    loopback without a key is refused unless --no-auth. SIGTERM answers the requests in flight, then exits.
+    """
+    from seqrec.serve import ServeSettings, check_exposure, resolve_api_key
     from seqrec.serve import serve as run_server
 
+    key, source = resolve_api_key(api_key_file)
+    check_exposure(host, key is not None, no_auth)                 # before minutes of model loading
     settings = ServeSettings(max_k=max_k, max_items=max_items, max_body_bytes=max_body_bytes, max_batch=max_batch,
                              threads=threads)
+    access = f"API key from {source} required" if key else "no API key (anyone who reaches the port may ask)"
 
     def ready(rec) -> None:
         click.echo(f"serving {rec.describe()['model']} ({rec.num_items} items) from {run_dir} on "
-                   f"http://{host}:{port} (docs: /docs)", err=True)
+                   f"http://{host}:{port} (docs: /docs); {access}", err=True)
 
     run_server(run_dir, host=host, port=port, settings=settings, torch_threads=torch_threads,
-               access_log=access_log, ann=ann, on_ready=ready)
+               access_log=access_log, ann=ann, on_ready=ready, api_key=key, no_auth=no_auth)
 
 
 @cli.command()

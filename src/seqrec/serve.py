@@ -12,6 +12,11 @@ The model is loaded once. Requests are validated on the event loop, then queued;
 waiting (up to `max_batch`) and answers it with one batched forward pass and one top-k in a bounded thread
 pool, so concurrent requests share the model's matrix products instead of competing for the cores.
 
+Access (`api_key`): with a key, every endpoint but `/health` needs `Authorization: Bearer KEY` (or `X-API-Key:
+KEY`); the key is compared in constant time and never logged or echoed; a missing or wrong key gets 401. Without
+a key the service answers anyone who reaches it, so `seqrec serve` refuses a non-loopback host without one unless
+told `--no-auth` (`resolve_api_key`, `check_exposure`).
+
 Every bad request gets a JSON body `{"error": message, "field": name or null}` and a 4xx status, never a
 500: 400 malformed JSON, 404 unknown user or path, 405 wrong method, 413 body over the size limit, 422 no
 JSON body, 422 wrong types, unknown item ids (named), empty history, k or a list out of range. A history longer
@@ -21,9 +26,14 @@ than the model's `max_len` is cut to its most recent items, and the response say
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import ipaddress
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +41,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
 
+from seqrec.errors import ConfigError
 from seqrec.recommend import Query, Recommender, RecommendError
 
 log = logging.getLogger(__name__)
@@ -170,17 +181,102 @@ def _too_large(size: int, limit: int) -> dict:
     return {"error": f"request body of {size} bytes is over the limit of {limit} bytes", "field": None}
 
 
-async def _send_json(send, status: int, body: dict) -> None:
+async def _send_json(send, status: int, body: dict, headers: list | None = None) -> None:
     import json
 
     payload = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            *(headers or ())]})
     await send({"type": "http.response.body", "body": payload})
 
 
-def create_app(recommender: Recommender, settings: ServeSettings | None = None) -> FastAPI:
-    """The FastAPI application answering for `recommender` (see the module docstring)."""
+API_KEY_ENV = "SEQREC_API_KEY"
+MIN_KEY_LENGTH = 16
+OPEN_PATHS = frozenset({"/health"})
+
+
+class TokenAuth:
+    """ASGI middleware: every request but those to `OPEN_PATHS` must carry the key, as `Authorization: Bearer
+    KEY` or `X-API-Key: KEY`; else 401 JSON. Digests of equal length are compared with `hmac.compare_digest`, so
+    the time taken says nothing about the key (not even its length); nothing of what was sent is echoed."""
+
+    def __init__(self, app, key: str) -> None:
+        self.app = app
+        self._digest = hashlib.sha256(key.encode()).digest()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+            return await self.app(scope, receive, send)
+        given = None
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    given = token.strip()
+            elif name == b"x-api-key":
+                given = value.strip()
+        if given is None:
+            return await _send_json(send, 401, {"error": "this service needs an API key: send the header "
+                                                         "'Authorization: Bearer KEY' (or 'X-API-Key: KEY')",
+                                                "field": None}, [(b"www-authenticate", b"Bearer")])
+        if not hmac.compare_digest(hashlib.sha256(given).digest(), self._digest):
+            return await _send_json(send, 401, {"error": "invalid API key", "field": None},
+                                    [(b"www-authenticate", b'Bearer error="invalid_token"')])
+        return await self.app(scope, receive, send)
+
+
+def resolve_api_key(key_file=None, environ=None) -> tuple[str | None, str | None]:
+    """(the key, where it came from) from `key_file` (its first line, surrounding blanks dropped) or else
+    `$SEQREC_API_KEY`; (None, None) when neither is given.
+
+    Raises:
+        ConfigError: the file cannot be read, or the key is empty, shorter than 16 characters or not plain
+            printable ASCII (it travels in an HTTP header).
+    """
+    environ = os.environ if environ is None else environ
+    if key_file is not None:
+        try:
+            text = Path(key_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"--api-key-file {key_file}: cannot read the key ({type(error).__name__}: "
+                              f"{getattr(error, 'strerror', None) or 'not UTF-8 text'})") from None
+        key, source = (text.strip().splitlines() or [""])[0].strip(), f"--api-key-file {key_file}"
+    elif environ.get(API_KEY_ENV):
+        key, source = environ[API_KEY_ENV].strip(), f"${API_KEY_ENV}"
+    else:
+        return None, None
+    if len(key) < MIN_KEY_LENGTH or not key.isascii() or not key.isprintable() or " " in key:
+        raise ConfigError(f"the API key from {source} must be at least {MIN_KEY_LENGTH} printable ASCII characters "
+                          "without spaces (make one with: python -c 'import secrets; "
+                          "print(secrets.token_urlsafe(32))')")
+    return key, source
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or 'localhost') only accepts connections from this machine."""
+    if host.strip().lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False        # a host name: it may resolve to any interface
+
+
+def check_exposure(host: str, has_key: bool, no_auth: bool) -> None:
+    """Refuse to answer unauthenticated requests on a non-loopback interface unless `no_auth` says so."""
+    if no_auth and has_key:
+        raise ConfigError("--no-auth contradicts the API key given (--api-key-file or $SEQREC_API_KEY); drop one")
+    if not has_key and not no_auth and not is_loopback(host):
+        raise ConfigError(f"--host {host} exposes the service beyond this machine, and no API key is set: give "
+                          f"one with --api-key-file PATH or ${API_KEY_ENV}, or pass --no-auth to serve without "
+                          "one on purpose")
+
+
+def create_app(recommender: Recommender, settings: ServeSettings | None = None, *,
+               api_key: str | None = None) -> FastAPI:
+    """The FastAPI application answering for `recommender` (see the module docstring); with `api_key`, every
+    endpoint but /health needs it."""
     settings = settings or ServeSettings()
     batcher = Batcher(recommender, settings.max_batch, settings.threads)
     description = recommender.describe()
@@ -232,7 +328,8 @@ def create_app(recommender: Recommender, settings: ServeSettings | None = None) 
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    return BodyLimit(app, settings.max_body_bytes) if settings.max_body_bytes else app
+    app = BodyLimit(app, settings.max_body_bytes) if settings.max_body_bytes else app
+    return TokenAuth(app, api_key) if api_key else app
 
 
 async def _recommend_error(_request: Request, error: RecommendError) -> JSONResponse:
@@ -314,17 +411,22 @@ def _version() -> str:
 
 def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
           torch_threads: int | None = None, access_log: bool = False, checkpoint: str = "best.pt",
-          ann: bool = False, on_ready=None) -> None:
-    """Load the run once and serve it until interrupted (blocking)."""
+          ann: bool = False, on_ready=None, api_key: str | None = None, no_auth: bool = False) -> None:
+    """Load the run once and serve it until interrupted (blocking); SIGTERM or Ctrl-C stop taking connections
+    and answer the requests in flight before exiting. `api_key`: needed by every endpoint but /health; a
+    non-loopback `host` without one is refused unless `no_auth`."""
     import torch
     import uvicorn
 
+    check_exposure(host, bool(api_key), no_auth)
     if torch_threads:
         torch.set_num_threads(int(torch_threads))
     recommender = Recommender.load(run_dir, checkpoint=checkpoint, ann=ann)
-    app = create_app(recommender, settings)
+    app = create_app(recommender, settings, api_key=api_key)
     config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", access_log=access_log,
                             lifespan="on")
+    if access_log:       # uvicorn logs requests at INFO, under the "warning" level kept for everything else
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
     server = uvicorn.Server(config)
     if on_ready is not None:
         on_ready(recommender)
