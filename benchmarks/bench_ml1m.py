@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -63,9 +64,11 @@ def main() -> int:
 
     config = load_config(args.config, [*args.overrides, "train.progress=false"])
     out = Path(args.out) if args.out else api.default_run_dir(config, HERE.parent / "runs")
+    load_at_start = os.getloadavg()
     started = time.perf_counter()
     run = api.train(config=config, out=out, resume=args.resume)
     wall = time.perf_counter() - started
+    load_at_end = os.getloadavg()
 
     log_file = out / "log.jsonl"                                     # absent for models that are not trained
     records = [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.exists() else []
@@ -80,8 +83,11 @@ def main() -> int:
         eval_seconds.append(time.perf_counter() - t0)
     result = {
         "date": date.today().isoformat(),
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "torch": __import__("torch").__version__},
+        "load": {"threads": __import__("torch").get_num_threads(),
+                 "loadavg_1_5_15_at_start": [round(x, 2) for x in load_at_start],
+                 "loadavg_1_5_15_at_end": [round(x, 2) for x in load_at_end]},
         "model": config.model.name, "config": config_to_dict(config), "run_dir": str(out),
         "best_epoch": run.results["best_epoch"], "epochs_run": run.results["epochs_run"],
         "stopped": run.results.get("stopped"),

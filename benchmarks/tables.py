@@ -1,0 +1,170 @@
+"""Regenerate the tables of `benchmarks/README.md` from the results files, never by hand.
+
+Each generated table sits between `<!-- generated: NAME -->` and `<!-- end generated -->` in the README; this
+script rewrites what is between the markers and leaves every other line alone.
+
+    python benchmarks/tables.py            # rewrite the README's generated tables
+    python benchmarks/tables.py --check    # exit 1 (and say which table) when the README is out of date
+
+Tables:
+- `reproduction`: every published figure seqrec reproduces (issue 21's rows), the run that stands for it, the
+  reference, the target and by how much it is met or missed, and the run's load conditions (threads and load
+  average when its results file records them; older files did not, and their seconds are marked unclean).
+- `ml1m`: every ML-1M results file (`results/ml1m_*.json`), the table `bench_ml1m.py --table` prints.
+- `ml1m-speed`: training seconds per epoch of every shipped ML-1M config (`results/step_speed_ml1m.json`,
+  written by `bench_step_speed.py --set ml1m --full-epochs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+README = HERE / "README.md"
+
+# (row, results file, metric key(s) in "test", reference text, target(s)); the first file present is used,
+# in order, so a newer run listed first stands for the row once it exists.
+REPRODUCTION = [
+    ("BERT4Rec, ML-1M", ["ml1m_bert4rec.json"], ["NDCG@10"],
+     "0.1537 (Klenitskiy & Vasilev), 0.1516 (Petrov & Macdonald)", [0.155]),
+    ("SASRec full CE, ML-1M", ["ml1m_sasrec_length.json", "ml1m_sasrec.json"], ["NDCG@10"],
+     "0.1821 / HR@10 0.3152 (SASRec+)", [0.182]),
+    ("SASRec sampled softmax, ML-1M", ["ml1m_sasrec_sampled_length.json"], ["NDCG@10"], "0.1603 (HSTU paper)",
+     [0.1603]),
+    ("HSTU, ML-1M", ["ml1m_hstu_nobudget.json", "ml1m_hstu_length.json"], ["NDCG@10"], "0.1720 (HSTU paper)",
+     [0.1720]),
+    ("HSTU-large, ML-1M", ["ml1m_hstu_large.json"], ["NDCG@10"], "0.1893 (HSTU paper)", [0.1893]),
+    ("HSTU-large + MoL, ML-1M", ["ml1m_hstu_large_mol.json"], ["NDCG@10"], "0.1979 (RAILS)", [0.1979]),
+    ("SR-GNN, Yoochoose 1/64 (P@20 / MRR@20, %)", ["yoochoose64_srgnn.json"], ["HR@20", "MRR@20"],
+     "70.57 / 30.94 (SR-GNN paper)", [0.7057, 0.3094]),
+]
+
+
+# HSTU's gain over SASRec trained the same way (sampled softmax, cosine / 0.05, length batching): paper +7%, +18%
+GAINS = [("HSTU", "ml1m_hstu_nobudget.json", 0.07), ("HSTU-large", "ml1m_hstu_large.json", 0.18)]
+GAIN_BASE = "ml1m_sasrec_sampled_length.json"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _load_conditions(result: dict) -> str:
+    load = result.get("load")
+    if not load:
+        return "not recorded (unclean)"
+    start, end = load["loadavg_1_5_15_at_start"][0], load["loadavg_1_5_15_at_end"][0]
+    return f"{load['threads']} thread(s), load {start:.1f} -> {end:.1f}"
+
+
+def reproduction_table() -> str:
+    lines = ["| row | results file | now | reference | target | status | best epoch / run | stopped by | "
+             "train s/epoch | load |", "|---|---|---:|---|---:|---|---:|---|---:|---|"]
+    for label, files, metrics, reference, targets in REPRODUCTION:
+        name = next((f for f in files if (RESULTS / f).exists()), None)
+        if name is None:
+            lines.append(f"| {label} | - | - | {reference} | {' / '.join(map(str, targets))} | no run | - | - | - "
+                         "| - |")
+            continue
+        result = _load(name)
+        scale = 100 if "%" in label else 1
+        values = [result["test"][m] for m in metrics]
+        now = " / ".join(f"{v * scale:.2f}" if scale > 1 else f"{v:.4f}" for v in values)
+        target = " / ".join(f"{t * scale:.2f}" if scale > 1 else f"{t:.4f}" for t in targets)
+        gaps = [v - t for v, t in zip(values, targets, strict=True)]
+        status = "met" if all(g >= -1e-9 for g in gaps) else "short by " + " / ".join(
+            f"{-g * scale:.2f}" if scale > 1 else f"{-g:.4f}" for g in gaps)
+        stopped = _stopped(result.get("stopped"))
+        lines.append(f"| {label} | `{name}` | {now} | {reference} | {target} | {status} | "
+                     f"{result.get('best_epoch')} / {result.get('epochs_run')} | {stopped} | "
+                     f"{result.get('train_seconds_per_epoch_median') or '-'} | {_load_conditions(result)} |")
+    base = _load(GAIN_BASE)
+    for label, name, paper in GAINS:
+        result = _load(name)
+        if base and result:
+            gain = result["test"]["NDCG@10"] / base["test"]["NDCG@10"] - 1
+            lines.append(f"\n{label} over SASRec trained the same way (`{name}` vs `{GAIN_BASE}`): test NDCG@10 "
+                         f"{gain:+.1%} (paper {paper:+.0%}).")
+    return "\n".join(lines)
+
+
+def _stopped(text: str | None) -> str:
+    if not text:
+        return "epochs"
+    if text.startswith("early stop"):
+        return "patience"
+    budget = re.search(r"time budget of ([\d.]+) minutes", text)
+    return f"{float(budget.group(1)):.0f}-min budget" if budget else text
+
+
+def ml1m_table() -> str:
+    sys.path.insert(0, str(HERE))
+    from bench_ml1m import table
+
+    return table(sorted(RESULTS.glob("ml1m_*.json")))
+
+
+def ml1m_speed_table() -> str:
+    result = _load("step_speed_ml1m.json")
+    if result is None:
+        return "(no `results/step_speed_ml1m.json` yet: run `bench_step_speed.py --set ml1m --full-epochs`)"
+    how = (f"{result['date']}, {result['threads']} thread(s), {result['batching']} batching, "
+           f"{'whole epochs' if result['steps_per_round'] == 'epoch' else str(result['steps_per_round']) + ' steps'}"
+           f" x {result['rounds']} rounds, load average {result.get('loadavg_1_5_15_at_start', ['?'])[0]} at start, "
+           f"{result.get('loadavg_1_5_15_at_end', ['?'])[0]} at end")
+    lines = [f"Measured {how}.", "", "| config | ms/step (median) | steps/epoch | train s/epoch | parameters |",
+             "|---|---:|---:|---:|---:|"]
+    for name, row in result["cases"].items():
+        lines.append(f"| {name} | {row['ms_per_step_median']:,} | {row['steps_per_epoch']} | "
+                     f"{row['seconds_per_epoch_estimate']} | {row['parameters']:,} |")
+    return "\n".join(lines)
+
+
+TABLES: dict[str, Callable[[], str]] = {"reproduction": reproduction_table, "ml1m": ml1m_table,
+                                        "ml1m-speed": ml1m_speed_table}
+BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
+
+
+def render(text: str) -> tuple[str, list[str]]:
+    """The README with every generated block rewritten, and the names of the blocks that changed."""
+    changed: list[str] = []
+
+    def replace(match: re.Match) -> str:
+        name = match.group("name")
+        if name not in TABLES:
+            raise SystemExit(f"benchmarks/README.md: unknown generated table {name!r} (known: {', '.join(TABLES)})")
+        body = TABLES[name]() + "\n"
+        if body != match.group("body"):
+            changed.append(name)
+        return match.group(1) + body + match.group(4)
+
+    return BLOCK.sub(replace, text), changed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check that the README is up to date")
+    parser.add_argument("--readme", default=str(README))
+    args = parser.parse_args()
+    path = Path(args.readme)
+    new, changed = render(path.read_text())
+    if args.check:
+        if changed:
+            print(f"{path}: generated tables out of date: {', '.join(changed)} (run python benchmarks/tables.py)")
+            return 1
+        print(f"{path}: generated tables up to date")
+        return 0
+    path.write_text(new)
+    print(f"{path}: rewrote {', '.join(changed) or 'nothing (up to date)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""benchmarks/README.md's generated tables match the results files (regenerate: python benchmarks/tables.py)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tables.py"), *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_generated_tables_are_current():
+    done = run("--check")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_check_notices_a_stale_table(tmp_path):
+    text = (ROOT / "benchmarks" / "README.md").read_text()
+    stale = tmp_path / "README.md"
+    marker = "<!-- generated: reproduction -->\n"
+    assert marker in text
+    stale.write_text(text.replace(marker, marker + "| an edited row |\n", 1))
+    done = run("--check", "--readme", str(stale))
+    assert done.returncode == 1 and "reproduction" in done.stdout
+    assert run("--readme", str(stale)).returncode == 0                         # regenerating fixes it
+    assert stale.read_text() == text
