@@ -209,3 +209,54 @@ def test_a_history_of_floats_or_bools_is_refused_not_rounded(rec, bad):
         rec.recommend(history=[bad], k=5, ignore_unknown=True)
     assert len(rec.recommend(history=real, k=5).items) == 5            # integers (and their strings) still work
     assert rec.recommend(history=[str(v) for v in real], k=5).items == rec.recommend(history=real, k=5).items
+
+
+def test_titles_are_joined_through_the_ids_the_run_was_trained_on(dataset, tmp_path, capsys, monkeypatch):
+    """The README example on the real SASRec ML-1M copy: its ids are SASRec's renumbering (SAS 1193 is
+    MovieLens 1982, Halloween), mapped by the sas_to_original_items.txt beside it."""
+    from seqrec import api
+    from seqrec.recommend import item_titles, read_item_map
+
+    data_file, movies = dataset("ml-1m-sasrec/ml-1m.txt"), dataset("ml-1m/movies.dat")
+    sas_map = dataset("ml-1m-sasrec/sas_to_original_items.txt")
+    monkeypatch.setenv("SEQREC_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    api.train(str(data_file), model="pop", train={"progress": False}, out=out)        # seconds: a popularity run
+    rec = Recommender.load(out)
+    titles, how = item_titles(rec, movies)
+    assert titles["1193"] == "Halloween (1978)" != read_titles(movies)["1193"]  # One Flew Over the Cuckoo's Nest
+    assert str(sas_map) in how and "3416 of 3416 items" in how
+    mapping = read_item_map(sas_map)
+    originals = read_titles(movies)
+
+    assert main(["recommend", str(out), "--items", "1193,661,914", "--titles", str(movies), "-k", "3416",
+                 "--include-seen", "--json"]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)["items"]
+    assert len(rows) == 3416 and "sas_to_original_items.txt" in captured.err
+    assert {row["item"]: row["title"] for row in rows}[1193] == "Halloween (1978)"
+    assert all(row["title"] == originals[mapping[str(row["item"])]] for row in rows)
+
+    # the same file without its map beside it: refused, not joined on the wrong ids ...
+    bare = tmp_path / "bare" / "ml-1m.txt"
+    bare.parent.mkdir()
+    shutil.copy(data_file, bare)
+    moved = Recommender(rec.model, rec.data, config=rec.config.model_copy(
+        update={"data": rec.config.data.model_copy(update={"path": str(bare)})}))
+    with pytest.raises(DataError, match=r"item ids are usually a preprocessing's renumbering.*--item-map"):
+        item_titles(moved, movies)
+    # ... unless the map is named, or the ids are declared the same
+    assert item_titles(moved, movies, sas_map)[0]["1193"] == "Halloween (1978)"
+    assert item_titles(moved, movies, "identity")[0]["1193"].startswith("One Flew Over")
+    with pytest.raises(DataError, match="has no run config"):
+        item_titles(Recommender(rec.model, rec.data), movies)
+    # a map that is not one, and metadata that shares no id with the run, are named
+    broken = tmp_path / "broken_map.txt"
+    broken.write_text("1 1198\n2 3552 7\n")
+    with pytest.raises(DataError, match=r"broken_map.txt:2: expected 'run_id original_id'"):
+        item_titles(rec, movies, broken)
+    other = tmp_path / "other.csv"
+    other.write_text("item,title\nx1,Nothing\n")
+    with pytest.raises(DataError, match="none of the run's 3416 item ids has a title"):
+        item_titles(rec, other, "identity")
+    assert main(["recommend", str(out), "--items", "1", "--item-map", str(sas_map)]) == 2     # needs --titles

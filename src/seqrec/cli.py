@@ -259,12 +259,20 @@ def evaluate(run_dir, split_name, as_json) -> None:
 @click.option("--titles", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Item metadata to show titles: MovieLens movies.dat (id::title::genres) or a CSV/TSV whose "
                    "first column is the item id, with a 'title' column (else the second column).")
+@click.option("--item-map", default=None, metavar="PATH|identity",
+              help="With --titles: a 'run_id original_id' file mapping the run's item ids to the metadata's (found "
+                   "by itself when a '*_to_original_items.txt' lies beside the run's data file), or 'identity'. "
+                   "Needed for a run trained on a renumbered copy (pairs, sequences, sessions files).")
 @click.option("--ann", is_flag=True, help="Approximate top-k with a faiss HNSW index (pip install 'seqrec[ann]').")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 def recommend(run_dir, user, items, times, ratings, users_file, output, k, exclude_seen, ignore_unknown, titles,
-              ann, as_json) -> None:
-    """Top-k items for a user (--user), a raw item history (--items) or many users (--users-file)."""
-    from seqrec.recommend import Recommender, read_titles
+              item_map, ann, as_json) -> None:
+    """Top-k items for a user (--user), a raw item history (--items) or many users (--users-file).
+
+    Item ids in and out are the ids of the run's data file; --titles are joined through --item-map when the run
+    was trained on a renumbered copy (the SASRec ML-1M file's map is found by itself).
+    """
+    from seqrec.recommend import Recommender, item_titles
 
     given = [name for name, value in (("--user", user), ("--items", items), ("--users-file", users_file))
              if value is not None]
@@ -276,10 +284,15 @@ def recommend(run_dir, user, items, times, ratings, users_file, output, k, exclu
         raise click.UsageError("--times goes with --items")
     if ratings is not None and items is None:
         raise click.UsageError("--ratings goes with --items")
+    if item_map is not None and titles is None:
+        raise click.UsageError("--item-map goes with --titles")
     stamps = _integers(times, "--times") if times is not None else None
     rated = _numbers(ratings, "--ratings") if ratings is not None else None
     rec = Recommender.load(run_dir, ann=ann)
-    names = read_titles(titles) if titles else None
+    names = None
+    if titles:
+        names, how = item_titles(rec, titles, item_map)
+        click.echo(how, err=True)
     if users_file is not None:
         _recommend_users_file(rec, users_file, output, k, exclude_seen, names)
         return
