@@ -260,3 +260,44 @@ def test_titles_are_joined_through_the_ids_the_run_was_trained_on(dataset, tmp_p
     with pytest.raises(DataError, match="none of the run's 3416 item ids has a title"):
         item_titles(rec, other, "identity")
     assert main(["recommend", str(out), "--items", "1", "--item-map", str(sas_map)]) == 2     # needs --titles
+
+
+ARABIC, FULLWIDTH = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"), str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+@pytest.mark.parametrize("spell", [lambda i: f"{str(i)[:-1]}_{str(i)[-1]}", lambda i: str(i).translate(ARABIC),
+                                   lambda i: str(i).translate(FULLWIDTH), lambda i: f"{i}.0", lambda i: hex(i)],
+                         ids=["underscore", "arabic-indic", "fullwidth", "decimal", "hex"])
+def test_item_ids_as_text_are_plain_ascii_integers_or_unknown(rec, spell):
+    """Regression (fuzzing): numpy's int() read "100_7" as 1007 and "١٠٠٧" as 1007, so a history of text that is
+    no id in the file answered as if it held item 1007."""
+    real = rec.data.item_vocab.raw[:3].tolist()
+    shown = spell(real[0])
+    assert rec.data.item_vocab.raw.dtype.kind == "i"
+    with pytest.raises(RecommendError, match="unknown item id"):
+        rec.recommend(history=[real[1], shown], k=3)
+    answer = rec.recommend(history=[real[1], shown], k=3, ignore_unknown=True)
+    assert answer.ignored == [shown] and answer.history_length == 1
+    assert rec.recommend(history=[f" {real[1]} ", f"+{real[2]}"], k=3).history_length == 2
+
+
+def test_integers_beyond_int64_are_unknown_not_an_overflow(rec):
+    """Regression (fuzzing): 2**64 raised OverflowError (a 500 in the service); [id, 2**63] went through float64."""
+    real = rec.data.item_vocab.raw[:2].tolist()
+    for huge in (2 ** 64, 2 ** 63, -2 ** 63 - 1, 10 ** 30):
+        with pytest.raises(RecommendError, match=f"unknown item id.*{huge}"):
+            rec.recommend(history=[real[0], huge], k=3)
+        assert rec.recommend(history=[real[0], huge], k=3, ignore_unknown=True).ignored == [huge]
+        assert rec.recommend(history=real, k=3, deny=[huge]).items == rec.recommend(history=real, k=3).items
+        with pytest.raises(RecommendError, match="unknown user"):
+            rec.recommend(huge, k=3)
+
+
+@pytest.mark.parametrize("bad", [True, np.bool_(True), 1.0, np.float64(2)])
+def test_bool_or_float_users_are_refused_not_taken_for_another_user(rec, bad):
+    """Regression (fuzzing): user=True answered for user 1, user=1.0 for user 1."""
+    with pytest.raises(RecommendError, match="is not a user id") as caught:
+        rec.recommend(bad, k=3)
+    assert caught.value.field == "user" and caught.value.status == 422
+    with pytest.raises(RecommendError, match="unknown user"):
+        rec.recommend_batch([rec.data.users.raw[0].item(), bad], k=3)

@@ -18,6 +18,7 @@ history then needs its `times` / `ratings`, one per item (ratings become ids 1..
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,11 +173,13 @@ class Recommender:
         return self.data.items[self._user_slice(user)].astype(np.int64)
 
     def _user_slice(self, user) -> slice:
-        try:
-            dense = self.data.users.encode(np.asarray([user]))
-        except SeqrecError:
-            raise RecommendError(f"unknown user {user!r}", status=404, field="user") from None
-        u = int(dense[0])
+        if isinstance(user, (bool, float, np.bool_, np.floating)):
+            raise RecommendError(f"{user!r} is not a user id (a {type(user).__name__}); user ids are "
+                                 f"{'integers or strings' if self.data.users.is_integer else 'strings'}",
+                                 field="user")
+        u = int(_lookup(self.data.users, [user])[0])
+        if u < 0:
+            raise RecommendError(f"unknown user {user!r}", status=404, field="user")
         return slice(int(self.data.offsets[u]), int(self.data.offsets[u + 1]))
 
     def encode_times(self, times, length: int) -> np.ndarray | None:
@@ -232,20 +235,7 @@ class Recommender:
 
     def _dense(self, values: list) -> np.ndarray:
         """[M] int64 dense ids of raw item ids, -1 for the unknown ones."""
-        if not values:
-            return np.zeros(0, dtype=np.int64)
-        vocab = self.data.item_vocab
-        try:
-            return vocab.encode(np.asarray(values, dtype=object if not vocab.is_integer else None),
-                                missing=-1).astype(np.int64)
-        except SeqrecError:  # not even of the id type (text for integer ids)
-            return np.array([self._encode_one(v) for v in values], dtype=np.int64)
-
-    def _encode_one(self, value) -> int:
-        try:
-            return int(self.data.item_vocab.encode(np.asarray([value]), missing=-1)[0])
-        except SeqrecError:
-            return -1
+        return _lookup(self.data.item_vocab, values)
 
     def query(self, *, user=None, history=None, k: int = 10, exclude_seen: bool = True, allow=None, deny=None,
               ignore_unknown: bool = False, times=None, ratings=None) -> tuple[Query, list]:
@@ -363,10 +353,13 @@ class Recommender:
             if users is None:
                 index = np.arange(self.data.num_users)
             else:
-                try:
-                    index = self.data.users.encode(np.asarray(list(users)))
-                except SeqrecError as error:
-                    raise RecommendError(str(error), status=404, field="users") from None
+                users = list(users)
+                index = _lookup(self.data.users, users)
+                if (index < 0).any():
+                    unknown = [users[i] for i in np.flatnonzero(index < 0)]
+                    shown = ", ".join(map(repr, unknown[:5])) + (f" and {len(unknown) - 5} more"
+                                                                  if len(unknown) > 5 else "")
+                    raise RecommendError(f"unknown user id(s): {shown}", status=404, field="users")
             flat, starts, ends = self.data.items, self.data.offsets[index], self.data.offsets[index + 1]
             flat_ratings = self._data_ratings() if self.uses_ratings else None
             keys = self.data.users.decode(index)
@@ -487,6 +480,38 @@ class Recommender:
         raw = self.data.item_vocab.decode(ids) if ids.size else []
         return Recommendation([(_plain(r), float(s)) for r, s in zip(raw, scores)], int(q.history.size),
                               int(min(q.history.size, self.max_len)))
+
+
+_INT_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*\Z")       # ASCII digits only: int() also reads "1_0" and "٣"
+_INT64 = (-2 ** 63, 2 ** 63 - 1)
+
+
+def _as_id(value, integer: bool):
+    """A raw id in the vocabulary's type (an int64-range int for integer ids, else a str); None when it cannot
+    be one of its ids. Integers written as text ("42", as the CLI passes them) are integers; "1_0", "٣", "4.0",
+    bools, floats and integers beyond int64 are no integer id."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if not integer:
+        return str(value) if isinstance(value, (str, int, np.integer)) else None
+    if isinstance(value, (int, np.integer)):
+        number = int(value)
+    elif isinstance(value, str) and _INT_TEXT.match(value):
+        number = int(value)
+    else:
+        return None
+    return number if _INT64[0] <= number <= _INT64[1] else None
+
+
+def _lookup(vocab, values: list) -> np.ndarray:
+    """[M] int64 dense ids of raw ids in `vocab`, -1 for those it does not hold (or that cannot be its ids)."""
+    typed = [_as_id(v, vocab.is_integer) for v in values]
+    valid = np.array([t is not None for t in typed], dtype=bool)
+    dense = np.full(len(values), -1, dtype=np.int64)
+    if valid.any():
+        kept = np.array([t for t in typed if t is not None], dtype=np.int64 if vocab.is_integer else str)
+        dense[valid] = vocab.encode(kept, missing=-1)
+    return dense
 
 
 def _lower_id_first(scores: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
