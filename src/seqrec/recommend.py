@@ -494,12 +494,9 @@ def _as_id(value, integer: bool):
         return None
     if not integer:
         return str(value) if isinstance(value, (str, int, np.integer)) else None
-    if isinstance(value, (int, np.integer)):
-        number = int(value)
-    elif isinstance(value, str) and _INT_TEXT.match(value):
-        number = int(value)
-    else:
+    if not (isinstance(value, (int, np.integer)) or isinstance(value, str) and _INT_TEXT.match(value)):
         return None
+    number = int(value)
     return number if _INT64[0] <= number <= _INT64[1] else None
 
 

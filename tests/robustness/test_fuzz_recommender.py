@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from seqrec.recommend import Recommender, RecommendError
 
+
 @pytest.fixture(scope="module")
 def rec(demo_run):
     mp = pytest.MonkeyPatch()
@@ -55,9 +56,8 @@ def expected_kind(rec: Recommender, value):
     if isinstance(value, (bool, float, np.bool_, np.floating)):
         return "refuse"
     raw = rec.data.item_vocab.raw
-    if isinstance(value, (int, np.integer)):
-        number = int(value)
-    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit() and value.strip().isascii():
+    text = value.strip() if isinstance(value, str) else ""
+    if isinstance(value, (int, np.integer)) or (text[1:] if text[:1] in "+-" else text).isdigit() and text.isascii():
         number = int(value)
     else:
         return None
