@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqrec.data.sequences import gather_windows
+from seqrec.data.sequences import gather_windows, rating_ids  # noqa: F401 (re-exported)
 
 
 def _move(batch, device: torch.device | str):
@@ -38,18 +38,6 @@ class CausalBatch:
     def valid(self) -> Tensor:
         """[B, L] bool, True at real (non-padding) positions."""
         return self.items != 0
-
-
-def rating_ids(values: np.ndarray, num_ratings: int) -> np.ndarray:
-    """int64 rating ids of raw ratings (any shape): rounded half up, clamped to 1..num_ratings; NaN -> 0 (unknown).
-
-    MovieLens' 1-5 stars map to themselves; a 0.5-5 scale rounds to the nearest star (2.5 -> 3, 0.5 -> 1).
-    Callers zero the padding positions themselves (a padded window holds the rating 0, which clamps to 1).
-    """
-    values = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(values)
-    rounded = np.floor(np.where(finite, values, 0.0) + 0.5)
-    return np.where(finite, np.clip(rounded, 1, num_ratings), 0).astype(np.int64)
 
 
 def causal_windows(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int, *,

@@ -123,3 +123,15 @@ def slice_pairs(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tup
     picked = values[index].astype(np.int64)                                          # [P]
     order = np.argsort(picked, kind="stable")
     return rows[order], picked[order]
+
+
+def rating_ids(values: np.ndarray, num_ratings: int) -> np.ndarray:
+    """int64 rating ids of raw ratings (any shape): rounded half up, clamped to 1..num_ratings; NaN -> 0 (unknown).
+
+    MovieLens' 1-5 stars map to themselves; a 0.5-5 scale rounds to the nearest star (2.5 -> 3, 0.5 -> 1).
+    Callers zero the padding positions themselves (a padded window holds the rating 0, which clamps to 1).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    rounded = np.floor(np.where(finite, values, 0.0) + 0.5)
+    return np.where(finite, np.clip(rounded, 1, num_ratings), 0).astype(np.int64)

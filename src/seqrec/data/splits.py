@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqrec.data.batches import rating_ids
-from seqrec.data.sequences import SequenceData, gather_windows
+from seqrec.data.sequences import SequenceData, gather_windows, rating_ids
 from seqrec.errors import ConfigError, DataError
 
 
