@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from seqrec.data.sequences import SequenceData
 from seqrec.data.splits import Split, leave_one_out, temporal
 from seqrec.errors import ConfigError
 from seqrec.models import SequentialRecommender, build_model
-from seqrec.train import distributed
+from seqrec.train import distributed, tracking
 from seqrec.train.checkpoint import load_checkpoint
 from seqrec.train.distributed import SINGLE, Dist
 from seqrec.train.runlog import make_run_dir, write_json
@@ -174,6 +175,7 @@ def _prepare_torch(config: RunConfig, dist: Dist = SINGLE) -> None:
 
 def train(data: SequenceData | Split | str | Path | None = None, model: str | dict | None = None, *,
           config: RunConfig | str | Path | None = None, out: str | Path | None = None, resume: bool = False,
+          on_epoch: Callable[[int, dict], str | None] | None = None, evaluate_test: bool = True,
           **sections: dict) -> Run:
     """Train and evaluate a model; returns the `Run` with `results = {"valid": ..., "test": ...}`.
 
@@ -186,6 +188,9 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
             update it.
         out: run directory for checkpoints, logs, curves and results; None keeps everything in memory.
         resume: continue from `out/checkpoints/last.pt` (the stored config is used and must match).
+        on_epoch: `on_epoch(epoch, record)` after every epoch (see `Trainer`); a string returned stops training.
+        evaluate_test: False leaves the test targets alone (`results` has no "test"): model selection, as in
+            `seqrec tune`, must not look at them.
 
     Under torchrun (`RANK`/`WORLD_SIZE` set) this trains with DDP (`seqrec.train.distributed`): rank 0 prepares
     the data (or finds it in the cache) while the others wait, then they read the same prepared entry; rank 0
@@ -217,9 +222,13 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
         if dist.is_main:
             _open_run_dir(run_dir, run_config, split)
         distributed.barrier(dist)
-        trainer = Trainer(net, split, run_config, run_dir, dist=dist, device=device)
-        state = trainer.fit(resume=resume)
-        results = trainer.write_results({"model": run_config.model.name, "stopped": state.stopped})
+        with tracking.track(run_config, run_dir, enabled=dist.is_main) as tracker:   # TensorBoard, MLflow if asked
+            trainer = Trainer(net, split, run_config, run_dir, dist=dist, device=device,
+                              on_epoch=tracker.hook(on_epoch))
+            state = trainer.fit(resume=resume)
+            results = trainer.write_results({"model": run_config.model.name, "stopped": state.stopped},
+                                            test=evaluate_test)
+            tracker.finish(results)
     except Exception as error:
         if dist.active and distributed.is_lost_peer(error):
             raise distributed.lost_peer(dist, error, out) from None
@@ -229,7 +238,8 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
 
 # keys a resumed run may change: how long it runs and how it reports, never what it computes
 RESUME_MAY_CHANGE = frozenset({"train.epochs", "train.max_minutes", "train.patience", "train.progress",
-                               "train.num_threads", "train.dist_timeout"})
+                               "train.num_threads", "train.dist_timeout", "train.tensorboard", "train.mlflow",
+                               "train.mlflow_uri", "train.mlflow_experiment"})
 
 
 def _check_resume_config(path: Path, requested: RunConfig) -> None:

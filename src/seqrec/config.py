@@ -271,6 +271,15 @@ class TrainConfig(_Section):
     dist_timeout: float = Field(1800, gt=0, description="DDP (torchrun): seconds a rank waits in a collective "
                                                         "(including for rank 0 to prepare the data) before it "
                                                         "gives up on the others")
+    tensorboard: bool = Field(False, description="also write per-epoch loss, learning rate, validation metrics "
+                                                 "and the config as TensorBoard events under <run dir>/tensorboard "
+                                                 "(needs the tensorboard package: pip install 'seqrec[tracking]')")
+    mlflow: bool = Field(False, description="also log the config, per-epoch metrics and the final results to "
+                                            "MLflow (pip install 'seqrec[mlflow]'); the run directory stays the "
+                                            "source of truth")
+    mlflow_uri: str | None = Field(None, description="MLflow tracking URI; null = a local SQLite store "
+                                                     "<run dir>/mlflow.db (nothing leaves the machine)")
+    mlflow_experiment: str = Field("seqrec", description="MLflow experiment name")
 
     @field_validator("device")
     @classmethod

@@ -114,6 +114,21 @@ class EpochLog:
         write_text(self.path, text)
 
 
+def peak_memory_mb(device: Any = None) -> float | None:
+    """Peak memory so far in MiB: on a CUDA device the most torch allocated there, else the process's peak
+    resident set (the OS's figure, so data and libraries count too); None where neither can be read."""
+    if device is not None and getattr(device, "type", str(device)).startswith("cuda"):
+        import torch
+
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    try:
+        import resource
+    except ImportError:                     # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
 def make_run_dir(root: str | PathLike[str], name_hint: str) -> Path:
     """Create and return a fresh run folder `root/<YYYYmmdd-HHMMSS>-<name_hint>`.
 

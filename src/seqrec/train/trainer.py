@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,7 @@ from seqrec.train.distributed import SINGLE, Dist
 from seqrec.train.losses import LossSpec, compute_loss
 from seqrec.train.objectives import expand_rows, make_batch
 from seqrec.train.optim import Optimizers, clip_gradients, decay_groups, enable_sparse_items, schedule_factor
-from seqrec.train.runlog import EpochLog, Progress, plot_curves, write_json
+from seqrec.train.runlog import EpochLog, Progress, peak_memory_mb, plot_curves, write_json
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
@@ -190,11 +191,17 @@ class Trainer:
             it (resume) and rank 0 alone writes it.
         dist: this process's place in a distributed run (`seqrec.train.distributed.setup`); default one process.
         device: the device to train on (default `train.device`; under DDP the one `setup` bound to the rank).
+        on_epoch: called on rank 0 after every epoch as `on_epoch(epoch, record)` with the epoch's log record
+            (loss, lr, valid metrics when validated, seconds); a non-empty string returned stops training after
+            this epoch with that reason (as early stopping does: checkpoints, log and results are written); an
+            exception propagates. Used by experiment tracking and by `seqrec tune`'s pruning.
     """
 
     def __init__(self, model: SequentialRecommender, split: Split, config, run_dir: Path | None = None, *,
-                 dist: Dist = SINGLE, device: str | None = None) -> None:
+                 dist: Dist = SINGLE, device: str | None = None,
+                 on_epoch: Callable[[int, dict], str | None] | None = None) -> None:
         self.model, self.split, self.config, self.dist = model, split, config, dist
+        self.on_epoch = on_epoch
         self.train_cfg, self.eval_cfg = config.train, config.eval
         self.loss_spec = LossSpec(config.loss.name, config.loss.num_negatives, config.loss.negatives,
                                   config.loss.log_q_correction, config.loss.shared_negatives)
@@ -353,6 +360,9 @@ class Trainer:
         budget = self.train_cfg.max_minutes
         if budget is not None and self.state.elapsed >= budget * 60 and self.state.stopped is None:
             self.state.stopped = f"time budget of {budget} minutes reached"
+        record["peak_memory_mb"] = peak_memory_mb(self.device)
+        if self.on_epoch is not None and self.writes:
+            self.state.stopped = self.state.stopped or self.on_epoch(epoch, record) or None
         # every rank computes the same metrics, but clocks differ: rank 0 decides, the others follow
         self.state.stopped = distributed.broadcast_object(self.dist, self.state.stopped)
         if self.writes:
@@ -518,9 +528,9 @@ class Trainer:
             return load_checkpoint(path, map_location=self.device)["state_dict"]
         return None
 
-    def write_results(self, extra: dict | None = None) -> dict:
-        """Evaluate the (best) model on validation and test and write `results.json`."""
-        results = {"valid": self.evaluate("valid"), "test": self.evaluate("test"),
+    def write_results(self, extra: dict | None = None, *, test: bool = True) -> dict:
+        """Evaluate the (best) model on validation and test (unless `test` is False) and write `results.json`."""
+        results = {"valid": self.evaluate("valid"), **({"test": self.evaluate("test")} if test else {}),
                    "best_epoch": self.state.best_epoch, "epochs_run": self.state.epoch,
                    "stopped": self.state.stopped, "train_seconds": round(self.state.elapsed, 3), **(extra or {})}
         if self.eval_cfg.max_users is not None:
