@@ -232,8 +232,10 @@ def _read_table(data: bytes, path, fmt: str, mapping, separator: str | None, hea
                            tuple((canon, i, shown[canon]) for canon, i in resolved.items()))
     schema = {f"f{i}": pl.String for i in range(n_fields)}
     sample = records[1:] if header else records
+    padded = textio.padded_integers(data, sep)           # "007" beside "7": ids read as text, then checked
     for canon, i in resolved.items():
-        schema[f"f{i}"] = _guess_dtype(canon, [rec[i].strip() for rec in sample if len(rec) > i])
+        if not (padded and canon in (USER, ITEM, SESSION)):
+            schema[f"f{i}"] = _guess_dtype(canon, [rec[i].strip() for rec in sample if len(rec) > i])
     frame, kept = _read_body(data, body_start, layout, schema)
     raw = frame.select([pl.col(f"f{i}").alias(canon) for canon, i in resolved.items()])
 
@@ -379,6 +381,8 @@ def _read_pairs_fast(data: bytes, path, sep: str):
         return None
     sample = textio.split_records(textio.head_lines(data), sep, False)
     dtype = pl.Int64 if all(textio.INT_RE.match(v) for rec in sample for v in rec) else pl.String
+    if dtype == pl.Int64 and textio.padded_integers(data, sep):     # "007" beside "7": text, then checked
+        dtype = pl.String
     try:
         frame = pl.read_csv(data, has_header=False, separator=sep, quote_char=None,
                             schema={USER: dtype, ITEM: dtype})

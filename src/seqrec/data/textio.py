@@ -138,6 +138,25 @@ def _check_utf8(raw: bytes, path: Any, chunk: int = 1 << 24) -> None:
         start = end
 
 
+def padded_integers(data: bytes, sep: str, chunk: int = 1 << 20) -> bool:
+    """Whether some field may be an integer written with a leading zero or a sign (`007`, `+7`, `-0`).
+
+    Parsed as integers, such a field becomes the same id as another (`7`): files where this may happen read
+    their id columns as text first, and `_ids` keeps them as text unless every text is a different integer.
+    A vectorised byte scan in chunks (false alarms only cost that slower path)."""
+    ends_field = np.zeros(256, dtype=bool)
+    ends_field[list(b"\n\t \"" + sep.encode()[:1])] = True
+    padded = b"\n" + data[:chunk + 1]             # the first field starts after a virtual line end
+    for start in range(0, len(data) + 1, chunk):
+        a = np.frombuffer(padded, dtype=np.uint8)
+        head, nxt = a[1:-1], a[2:]
+        hit = ((head == 48) | (head == 43)) & ((nxt - np.uint8(48)) < 10) | (head == 45) & (nxt == 48)
+        if hit.any() and ends_field[a[np.flatnonzero(hit)]].any():      # a[i] is the byte before head[i]
+            return True
+        padded = data[start + chunk - 1:start + 2 * chunk + 1]
+    return False
+
+
 def skip_blank_lines(data: bytes, offset: int) -> int:
     """The offset of the first non-blank line at or after `offset` (a line start)."""
     return _BLANK_LINES.match(data, offset).end()
@@ -328,7 +347,13 @@ def _first(mask: pl.Series) -> int:
 
 def _ids(raw: pl.DataFrame, canon: str, fail: Fail) -> pl.Series:
     s = raw.get_column(canon)
-    if s.dtype.is_float() and (s.is_null() | (s.round(0) == s)).all():
+    if s.dtype == pl.Boolean:
+        fail(0, canon, f"the {canon} column holds booleans (true/false), not ids", "integer or text ids")
+    if s.dtype.is_float():      # e.g. a Parquet column of whole numbers stored as floats: integers, or refused
+        whole = s.is_null() | (s.is_finite() & (s.round(0) == s) & (s.abs() < 2.0 ** 63))
+        if not whole.all():
+            fail(_first(~whole), canon, f"{canon} id is not a whole number within 64 bits",
+                 "integer or text ids (a fractional, infinite or NaN id would change meaning)")
         s = s.cast(pl.Int64)
     if s.dtype.is_integer():
         if s.null_count():
@@ -342,7 +367,14 @@ def _ids(raw: pl.DataFrame, canon: str, fail: Fail) -> pl.Series:
     if empty.any():
         fail(_first(empty), canon, f"empty {canon} field", "a non-empty id")
     as_int = s.cast(pl.Int64, strict=False)
-    return (as_int if as_int.null_count() == 0 else s).alias(canon)
+    if as_int.null_count() or not _same_ids(s, as_int):
+        return s.alias(canon)
+    return as_int.alias(canon)
+
+
+def _same_ids(text: pl.Series, numbers: pl.Series) -> bool:
+    """Whether reading the id texts as integers keeps different texts apart ("007" and "7" would merge)."""
+    return bool((numbers.cast(pl.String) == text).all()) or text.n_unique() == numbers.n_unique()
 
 
 def _times(raw: pl.DataFrame, fail: Fail) -> pl.Series:
