@@ -190,3 +190,30 @@ def test_cli_errors_before_any_trial(tiny_config, space_file, tmp_path, capsys):
     assert "the seed (5 -> 99)" in capsys.readouterr().err
     stored = yaml.safe_load((out / "space.yaml").read_text())
     assert stored["train.lr"] == {"type": "float", "low": 1e-4, "high": 1e-2, "log": True, "step": None}
+
+
+def test_two_processes_share_one_study(tiny_config, space_file, tmp_path):
+    out = tmp_path / "study"
+    # creates the study only; trials of 6 epochs, so that both processes are up before the 4 are done
+    tune(tiny_config, space_file, out=out, trials=0, prune=False, overrides=["train.epochs=6"])
+    workers = [_tune_process("--out", str(out), "--resume", "--trials", "4") for _ in range(2)]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=300)
+        assert worker.returncode == 0, stderr.decode()
+    trials = _study(out).trials
+    assert 4 <= len(trials) <= 5                              # each process stops once 4 have finished
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs["run_dir"] for t in trials}) == len(trials)
+    assert len({t.user_attrs["process"] for t in trials}) == 2                 # both processes ran trials
+    for trial in trials:
+        assert (out / trial.user_attrs["run_dir"] / "results.json").exists()
+
+
+def test_the_shipped_space_fits_the_shipped_configs(monkeypatch, tmp_path):
+    from seqrec.experiments.space import check_space, read_space
+
+    monkeypatch.setenv("SEQREC_DATA", str(tmp_path))          # the configs' data paths are only expanded here
+    space = read_space(REPO / "configs" / "spaces" / "sasrec.yaml")
+    assert {dim.key for dim in space} >= {"train.lr", "model.num_blocks", "model.dim"}
+    for config in ("ml100k_sasrec.yaml", "demo_sasrec.yaml", "ml1m_sasrec.yaml"):
+        check_space(space, REPO / "configs" / config)
