@@ -40,9 +40,19 @@ from seqrec.data import columns as canonical
 from seqrec.errors import ConfigError
 from seqrec.models import MODELS, ModelConfig, get_model_class
 
+# YAML 1.1 reads `12:30` as the base-60 integer 750 and `017` as the octal 15: silent changes of meaning for
+# values such as `model.dim=12:30`; both are text here, as in YAML 1.2 (a wrong type for a number key)
+_AMBIGUOUS_NUMBER = re.compile(r"[-+]?(?:0[0-9_]+|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?)\Z")
+
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`) and rejects duplicate keys."""
+    """SafeLoader that reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`), `12:30` and `017` as text (YAML 1.1
+    wants base-60 and octal numbers), and rejects duplicate keys."""
+
+    def resolve(self, kind, value, implicit):
+        if kind is yaml.ScalarNode and implicit[0] and _AMBIGUOUS_NUMBER.match(value):
+            return "tag:yaml.org,2002:str"
+        return super().resolve(kind, value, implicit)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()
@@ -273,7 +283,7 @@ class TrainConfig(_Section):
                                                         "gives up on the others")
     tensorboard: bool = Field(False, description="also write per-epoch loss, learning rate, validation metrics "
                                                  "and the config as TensorBoard events under <run dir>/tensorboard "
-                                                 "(needs the tensorboard package: pip install 'seqrec[tracking]')")
+                                                 "(needs the tensorboard package: pip install 'seqrec[tensorboard]')")
     mlflow: bool = Field(False, description="also log the config, per-epoch metrics and the final results to "
                                             "MLflow (pip install 'seqrec[mlflow]'); the run directory stays the "
                                             "source of truth")
@@ -398,10 +408,10 @@ def _problems(error: ValidationError, root: type[BaseModel], prefix: tuple = (),
             out[index] = (key, f"{out[index][1]} or {_TYPES[kind]}")
         elif kind in _TYPES and not key:
             out.append((key, f"the configuration must be a mapping of sections ({', '.join(SECTIONS)}), "
-                             f"got {value!r}"))
+                             f"got {_shown(value)}"))
         elif kind in _TYPES:
             type_problem[loc] = len(out)
-            out.append((key, f"{key}: value {value!r} has the wrong type; expected {_TYPES[kind]}"))
+            out.append((key, f"{key}: value {_shown(value)} has the wrong type; expected {_TYPES[kind]}"))
         elif kind == "extra_forbidden":
             label = "section" if owner is RunConfig else "key"
             valid = list(extra_keys) + list(getattr(owner, "model_fields", ()))
@@ -409,7 +419,8 @@ def _problems(error: ValidationError, root: type[BaseModel], prefix: tuple = (),
             hint = f"; did you mean {key.rpartition('.')[0] + '.' * (label == 'key') + guess!r}?" if guess else ";"
             out.append((key, f"unknown {label} {key!r}{hint} valid {label}s: {', '.join(valid)}"))
         else:
-            out.append((key, f"{key}: value {value!r} is not allowed; expected {_expected(kind, ctx, field, value)}"))
+            expected = _expected(kind, ctx, field, value)
+            out.append((key, f"{key}: value {_shown(value)} is not allowed; expected {expected}"))
     return out
 
 
@@ -434,10 +445,30 @@ def _expected(kind: str, ctx: dict, field: Any, value: Any) -> str:
 def _error(problems: list[tuple[str, str]], annotate: Callable[[str, str], str] = lambda key, text: text
            ) -> ConfigError:
     """One ConfigError for all `problems`: one line for one problem, a list for several."""
-    lines = [annotate(key, message) for key, message in problems]
-    if len(lines) == 1:
+    lines = [_short(annotate(key, message), 500) for key, message in problems[:MAX_PROBLEMS]]
+    if len(problems) == 1:
         return ConfigError(lines[0])
-    return ConfigError(f"{len(lines)} problems in the configuration:\n" + "\n".join(f"  - {m}" for m in lines))
+    more = f"\n  ... and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
+    return ConfigError(f"{len(problems)} problems in the configuration:\n" + "\n".join(f"  - {m}" for m in lines)
+                       + more)
+
+
+MAX_PROBLEMS = 20      # problems listed in one ConfigError (an alias-expanded list can hold millions)
+
+
+def _shown(value: Any) -> str:
+    """A bounded repr of a config value for messages: a few items of a list (an alias-expanded YAML list can
+    hold millions), long texts cut."""
+    import reprlib
+
+    shown = reprlib.Repr()
+    shown.maxlevel, shown.maxlist, shown.maxdict, shown.maxstring, shown.maxother, shown.maxlong = 2, 6, 6, 80, 80, 40
+    return _short(shown.repr(value), 100)
+
+
+def _short(text: str, limit: int = 120) -> str:
+    """`text` cut to `limit` characters with an ellipsis: values and --set items quoted in messages stay short."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 # ----------------------------------------------------------------------------------------------- public API
@@ -483,7 +514,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         setter = next((origin[k] for k in chain if k in origin), None) or next(
             (v for k, v in origin.items() if k.startswith(key + ".")), None)
         if setter is not None:
-            return f"{message} (from --set {setter})"
+            return f"{message} (from --set {_short(setter)})"
         line = next((lines[k] for k in chain if k in lines), None)
         return message if path is None else f"{path}:{line}: {message}" if line else f"{path}: {message}"
 
@@ -510,6 +541,8 @@ def _read_yaml(path: Path) -> tuple[str, dict]:
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    except ValueError as error:      # an integer of more than 4300 digits (Python's int() limit)
+        raise ConfigError(f"{path}: invalid YAML: {str(error).split(';')[0]}") from None
     if tree is not None and not isinstance(tree, dict):
         raise ConfigError(f"{path}:1: the top level must be a mapping of sections ({', '.join(SECTIONS)}), "
                           f"got a {type(tree).__name__}")
@@ -542,6 +575,8 @@ def _apply_override(tree: dict, item: str) -> str:
         value = yaml.load(raw, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError:
         value = raw  # e.g. `data.separator=,` is not YAML on its own; it is meant as text
+    except ValueError as error:      # an integer of more than 4300 digits (Python's int() limit)
+        raise ConfigError(f"--set {_short(item)}: {str(error).split(';')[0]}") from None
     node = tree
     for depth, part in enumerate(parts[:-1]):
         if node.get(part) is None:
