@@ -176,6 +176,8 @@ BAD = [
     ({"history": [1, 2], "times": [5]}, 422, "times has 1 values but the history has 2 items"),
     ({"history": [1], "times": ["noon"]}, 422, "times.0: Input should be a valid integer"),
     ({"user": 1, "times": [5]}, 422, "times go with a raw history"),
+    ({"history": [2 ** 64]}, 422, "unknown item id(s) in history: 18446744073709551616"),   # was a 500 (fuzzing)
+    ({"user": 2 ** 70}, 404, "unknown user 1180591620717411303424"),                          # was a 500 (fuzzing)
 ]
 
 
