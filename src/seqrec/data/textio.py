@@ -98,7 +98,7 @@ def line_at(data: bytes, offset: int, width: int = 120) -> str:
 
 def check_text(raw: bytes, path: Any) -> bytes:
     """Reject binary or non-UTF-8 input; return the text with the BOM stripped and line ends turned into LF."""
-    if not raw or raw.isspace():
+    if not raw or raw.isspace() or raw.startswith(BOM) and (len(raw) == len(BOM) or raw[len(BOM):].isspace()):
         raise DataError("file is empty", path=path, expected="interaction rows")
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
         raise DataError("file is UTF-16 encoded", path=path, expected="UTF-8 text (convert it, e.g. with iconv)")
