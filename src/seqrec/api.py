@@ -206,6 +206,7 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
         run_config = make_config(config, model=model, **sections)
         if stored is not None and stored.exists():
             _check_resume_config(stored, run_config)
+    tracking.check(run_config, out)                  # a missing tracking package: before anything is written
     dist, device = distributed.setup(run_config.train.device, run_config.train.dist_timeout)
     if out is not None and not resume and (Path(out) / "config.yaml").exists():   # every rank, before any writes
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")

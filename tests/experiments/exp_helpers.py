@@ -1,8 +1,13 @@
-"""Shared pieces of the experiment tests: a tiny SASRec config on the demo data and a small search space."""
+"""Shared pieces of the experiment tests: a tiny SASRec config on the demo data, a small search space, a private
+cache for module fixtures. (Not a conftest.py: tests/models imports `conftest` by name, and a second one would
+shadow it.)"""
 
 from __future__ import annotations
 
+import os
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 TINY = """\
@@ -21,3 +26,18 @@ loss.name: {type: categorical, choices: [ce, sampled_softmax]}
 def write(path: Path, text: str) -> Path:
     path.write_text(textwrap.dedent(text))
     return path
+
+
+@contextmanager
+def own_cache(root: Path) -> Iterator[Path]:
+    """Set SEQREC_CACHE to `root / "cache"` while a module-scoped fixture runs (those run before the per-test
+    private cache of tests/conftest.py), then restore it."""
+    old = os.environ.get("SEQREC_CACHE")
+    os.environ["SEQREC_CACHE"] = str(root / "cache")
+    try:
+        yield root
+    finally:
+        if old is None:
+            os.environ.pop("SEQREC_CACHE", None)
+        else:
+            os.environ["SEQREC_CACHE"] = old

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from exp_helpers import SPACE, TINY, write
+from exp_helpers import SPACE, TINY, own_cache, write
 
 from seqrec import api
 from seqrec.cli import main
@@ -15,6 +15,12 @@ from seqrec.experiments.study import tune
 
 MODEL = {"name": "sasrec", "dim": 16, "num_blocks": 1, "max_len": 20, "dropout": 0.1}
 TRAIN = {"epochs": 3, "progress": False, "seed": 3, "num_threads": 1}
+
+
+@pytest.fixture(scope="module")
+def module_dir(tmp_path_factory):
+    with own_cache(tmp_path_factory.mktemp("compare")) as root:
+        yield root
 
 
 @pytest.fixture(scope="module")

@@ -72,5 +72,6 @@ def test_a_missing_tracking_package_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"train.mlflow: true needs the mlflow package.*pip install "
                                           r"'seqrec\[mlflow\]'"):
         api.train("demo", model=MODEL, train={**TRAIN, "mlflow": True}, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()                   # refused before the run directory was made
     with pytest.raises(ConfigError, match="train.tensorboard: the event files go in the run directory"):
         api.train("demo", model=MODEL, train={**TRAIN, "tensorboard": True})

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from exp_helpers import SPACE, TINY, write
+from exp_helpers import SPACE, TINY, own_cache, write
 from optuna.trial import TrialState
 
 from seqrec import api
@@ -23,6 +23,22 @@ from seqrec.errors import ConfigError
 from seqrec.experiments.study import tune
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> Path:
+    return write(tmp_path / "tiny.yaml", TINY)
+
+
+@pytest.fixture
+def space_file(tmp_path) -> Path:
+    return write(tmp_path / "space.yaml", SPACE)
+
+
+@pytest.fixture(scope="module")
+def module_dir(tmp_path_factory):
+    with own_cache(tmp_path_factory.mktemp("tune")) as root:
+        yield root
 
 
 def _study(out: Path) -> optuna.Study:

@@ -202,6 +202,10 @@ class _Objective:
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)          # queued again by the next --resume
             raise
+        except SeqrecError as error:                          # a failed trial (the study goes on): say why
+            trial.set_user_attr("error", str(error).splitlines()[0])
+            log.warning("trial %d failed: %s", trial.number, error)
+            raise
         results = run.results
         trial.set_user_attr("best_epoch", results.get("best_epoch"))
         trial.set_user_attr("epochs_run", results.get("epochs_run"))
@@ -290,7 +294,7 @@ def trial_rows(study) -> list[dict]:
     """One row per trial: number, state, value, parameters, best epoch, epochs run, minutes, run directory."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
-        note = trial.user_attrs.get("stopped") or ""
+        note = trial.user_attrs.get("stopped") or trial.user_attrs.get("error") or ""
         if trial.user_attrs.get("interrupted"):
             note = "interrupted (queued again)"
         elif trial.user_attrs.get("retry_of") is not None:

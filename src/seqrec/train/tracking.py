@@ -57,7 +57,6 @@ def _require(module: str, key: str, extra: str) -> None:
 
 class _TensorBoard:
     def __init__(self, config: RunConfig, run_dir: Path) -> None:
-        _require("tensorboard", "train.tensorboard", "tensorboard")
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
@@ -79,14 +78,10 @@ class _MLflow:
     """One MLflow run per run directory (its id kept in `<run dir>/mlflow.json`, so --resume continues it)."""
 
     def __init__(self, config: RunConfig, run_dir: Path | None) -> None:
-        _require("mlflow", "train.mlflow", "mlflow")
         from mlflow import MlflowClient
         from mlflow.entities import Param
 
         t = config.train
-        if t.mlflow_uri is None and run_dir is None:
-            raise ConfigError("train.mlflow: the default store lives in the run directory; give the run one "
-                              "(--out) or set train.mlflow_uri")
         uri = t.mlflow_uri or f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
         self.client = MlflowClient(tracking_uri=uri)
         self.marker = run_dir / "mlflow.json" if run_dir is not None else None
@@ -128,15 +123,27 @@ def _mlflow_name(name: str) -> str:
     return re.sub(r"[^\w\-./: ]", "_", name.replace("@", "_at_"))
 
 
+def check(config: RunConfig, run_dir: str | Path | None) -> None:
+    """Raise the ConfigError that tracking would raise (a missing package, no place for the files) before a run
+    writes anything."""
+    if config.train.tensorboard:
+        _require("tensorboard", "train.tensorboard", "tensorboard")
+        if run_dir is None:
+            raise ConfigError("train.tensorboard: the event files go in the run directory; give the run one (--out)")
+    if config.train.mlflow:
+        _require("mlflow", "train.mlflow", "mlflow")
+        if config.train.mlflow_uri is None and run_dir is None:
+            raise ConfigError("train.mlflow: the default store lives in the run directory; give the run one "
+                              "(--out) or set train.mlflow_uri")
+
+
 class Tracker:
     """The trackers a config asks for (none: every call does nothing)."""
 
     def __init__(self, config: RunConfig, run_dir: Path | None) -> None:
+        check(config, run_dir)
         self.sinks: list[Any] = []
         if config.train.tensorboard:
-            if run_dir is None:
-                raise ConfigError("train.tensorboard: the event files go in the run directory; give the run one "
-                                  "(--out)")
             self.sinks.append(_TensorBoard(config, run_dir))
         if config.train.mlflow:
             self.sinks.append(_MLflow(config, run_dir))
