@@ -507,8 +507,11 @@ def serve(run_dir, host, port, max_k, max_items, max_body_bytes, max_batch, thre
         click.echo(f"serving {rec.describe()['model']} ({rec.num_items} items) from {run_dir} on "
                    f"http://{host}:{port} (docs: /docs); {access}", err=True)
 
+    def stopped() -> None:
+        click.echo("stopped: every request in flight was answered", err=True)
+
     run_server(run_dir, host=host, port=port, settings=settings, torch_threads=torch_threads,
-               access_log=access_log, ann=ann, on_ready=ready, api_key=key, no_auth=no_auth)
+               access_log=access_log, ann=ann, on_ready=ready, api_key=key, no_auth=no_auth, on_stop=stopped)
 
 
 @cli.command()

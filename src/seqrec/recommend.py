@@ -331,8 +331,11 @@ class Recommender:
 
         if (users is not None) and (histories is not None):
             raise RecommendError("give users or histories, not both", field="users")
-        if isinstance(k, bool) or k < 1:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise RecommendError(f"k must be a positive integer, got {k!r}", field="k")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise RecommendError(f"batch_size must be a positive integer, got {batch_size!r}", field="batch_size")
+        k = min(int(k), self.data.num_items)          # no more rows than items: a huge k allocates nothing more
         flat_times = self.data.times if self.uses_times else None
         flat_ratings = None
         if histories is not None:

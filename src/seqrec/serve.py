@@ -274,9 +274,9 @@ def check_exposure(host: str, has_key: bool, no_auth: bool) -> None:
 
 
 def create_app(recommender: Recommender, settings: ServeSettings | None = None, *,
-               api_key: str | None = None) -> FastAPI:
+               api_key: str | None = None, on_stop=None) -> FastAPI:
     """The FastAPI application answering for `recommender` (see the module docstring); with `api_key`, every
-    endpoint but /health needs it."""
+    endpoint but /health needs it; `on_stop()` is called once the service has stopped (every request answered)."""
     settings = settings or ServeSettings()
     batcher = Batcher(recommender, settings.max_batch, settings.threads)
     description = recommender.describe()
@@ -290,6 +290,8 @@ def create_app(recommender: Recommender, settings: ServeSettings | None = None, 
             yield
         finally:
             await batcher.stop()
+            if on_stop is not None:
+                on_stop()
 
     app = FastAPI(title="seqrec", version=_version(), lifespan=lifespan,
                   description=f"Top-k recommendations from a {description['model']} model "
@@ -411,10 +413,12 @@ def _version() -> str:
 
 def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
           torch_threads: int | None = None, access_log: bool = False, checkpoint: str = "best.pt",
-          ann: bool = False, on_ready=None, api_key: str | None = None, no_auth: bool = False) -> None:
+          ann: bool = False, on_ready=None, api_key: str | None = None, no_auth: bool = False,
+          on_stop=None) -> None:
     """Load the run once and serve it until interrupted (blocking); SIGTERM or Ctrl-C stop taking connections
-    and answer the requests in flight before exiting. `api_key`: needed by every endpoint but /health; a
-    non-loopback `host` without one is refused unless `no_auth`."""
+    and answer the requests in flight (those whose headers have arrived), then `on_stop()` is called and the
+    process ends by that signal (uvicorn's convention: exit status 128 + 15 for SIGTERM). `api_key`: needed by
+    every endpoint but /health; a non-loopback `host` without one is refused unless `no_auth`."""
     import torch
     import uvicorn
 
@@ -422,7 +426,7 @@ def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, settings: Serve
     if torch_threads:
         torch.set_num_threads(int(torch_threads))
     recommender = Recommender.load(run_dir, checkpoint=checkpoint, ann=ann)
-    app = create_app(recommender, settings, api_key=api_key)
+    app = create_app(recommender, settings, api_key=api_key, on_stop=on_stop)
     config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", access_log=access_log,
                             lifespan="on")
     if access_log:       # uvicorn logs requests at INFO, under the "warning" level kept for everything else

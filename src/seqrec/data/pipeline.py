@@ -7,6 +7,7 @@ A file that fails to read raises before anything is written to the cache.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -65,8 +66,15 @@ def load(source: str | os.PathLike[str] | Interactions, *, format: str | None = 
         interactions = _read(source, read_options)
         data = prepare(interactions, options)
         if use_cache:
-            cache.save(data, folder, key, {"fingerprint": fingerprint, "read": read_options,
-                                           "prepare": options.to_dict()})
+            try:
+                cache.save(data, folder, key, {"fingerprint": fingerprint, "read": read_options,
+                                               "prepare": options.to_dict()})
+            except OSError as error:      # a read-only, full or misnamed cache folder: the data is still right
+                logging.getLogger(__name__).warning(
+                    "cannot write the prepared-data cache in %s (%s); continuing without it (point SEQREC_CACHE or "
+                    "--cache-dir at a writable folder, or turn the cache off)", folder,
+                    error.strerror or type(error).__name__)
+                use_cache = False
     data.info.update({"fingerprint": key, "cache_file": str(folder / f"{key}.npz") if use_cache else None,
                       "cache_hit": hit,
                       "seconds": round(time.perf_counter() - started, 4)})

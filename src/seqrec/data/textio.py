@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import stat
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -60,9 +62,17 @@ def read_bytes(path: Any, limit: int | None = None) -> bytes:
     p = check_path(path)
     try:
         with open(p, "rb") as handle:
+            before = os.fstat(handle.fileno())
             raw = handle.read() if limit is None else handle.read(limit)
+            after = os.fstat(handle.fileno())
     except OSError as exc:
         raise DataError(f"cannot read the file ({exc.strerror or exc})", path=p) from None
+    changed = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
+    if limit is None and stat.S_ISREG(after.st_mode) and (changed or len(raw) != after.st_size):
+        raise DataError(f"the file changed while it was being read ({before.st_size:,} bytes, then "
+                        f"{after.st_size:,}; {len(raw):,} read)", path=p,
+                        expected="a complete file that nothing writes to meanwhile (read it again once it is "
+                                 "written)")
     if raw[:2] != GZIP_MAGIC:
         return raw
     try:

@@ -1,0 +1,137 @@
+"""Resources: a data file that changes while being read, a cache folder that cannot be written, a read-only run
+directory, and requests sized beyond what there is; each a clear error or a right answer, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqrec.data.readers import read_interactions
+from seqrec.errors import DataError
+from seqrec.recommend import Recommender, RecommendError
+
+
+def test_a_file_growing_while_read_is_refused_not_half_read(tmp_path):
+    """Regression: a file appended to during the read was parsed from whatever prefix was read, its last
+    line possibly cut in the middle of an id (`u1,12` of `u1,1234`)."""
+    path = tmp_path / "log.csv"
+    rows = "".join(f"u{n % 997},{n % 5003},{n}\n" for n in range(400_000))
+    path.write_text("user,item,time\n" + rows)
+    stop = threading.Event()
+
+    def append() -> None:
+        with open(path, "a") as handle:
+            n = 0
+            while not stop.is_set():
+                handle.write(f"u{n % 997},{n % 5003},{10 ** 7 + n}\n")
+                handle.flush()
+                n += 1
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    refused = 0
+    try:
+        for _ in range(5):
+            try:
+                data = read_interactions(path)
+            except DataError as error:
+                assert "changed while it was being read" in str(error) and str(path) in str(error)
+                refused += 1
+            else:            # read between two appends: every row whole (each line ends as written)
+                assert data.frame["time"].is_sorted() and data.frame.height >= 400_000
+    finally:
+        stop.set()
+        writer.join()
+    assert refused >= 1
+    complete = read_interactions(path)                                       # once written, it reads
+    assert complete.frame.height == len(path.read_text().splitlines()) - 1
+
+
+def test_a_cache_folder_that_cannot_be_written_only_costs_the_cache(demo_run, tmp_path, monkeypatch):
+    """Regression: SEQREC_CACHE naming a file (or any folder that cannot be written) made `Recommender.load` and
+    every command fail with FileExistsError / PermissionError tracebacks; the data is rebuilt without it."""
+    run_dir, cache = demo_run
+    monkeypatch.setenv("SEQREC_CACHE", str(cache))
+    reference = Recommender.load(run_dir).recommend(history=[1007, 1014], k=5).items
+    not_a_folder = tmp_path / "cache-is-a-file"
+    not_a_folder.write_text("x")
+    monkeypatch.setenv("SEQREC_CACHE", str(not_a_folder))
+    rec = Recommender.load(run_dir)
+    assert rec.recommend(history=[1007, 1014], k=5).items == reference
+    assert not_a_folder.read_text() == "x"                                   # what was there is intact
+    env = {**os.environ, "SEQREC_CACHE": str(not_a_folder)}
+    done = subprocess.run([sys.executable, "-m", "seqrec.cli", "recommend", str(run_dir), "--items", "1007,1014",
+                           "-k", "5"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "cannot write the prepared-data cache" in done.stderr and str(reference[0][0]) in done.stdout
+
+
+def _read_only_bind(source: Path, target: Path) -> bool:
+    """Bind-mount `source` read-only at `target` (needs root and mount rights); False when not possible."""
+    target.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    first = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True)
+    if first.returncode != 0:
+        return False
+    again = subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], capture_output=True)
+    if again.returncode != 0:
+        subprocess.run(["umount", str(target)], capture_output=True)
+        return False
+    return True
+
+
+def test_a_read_only_run_directory_and_cache_still_recommend(demo_run, tmp_path, monkeypatch):
+    run_dir, cache = demo_run
+    ro_run, ro_cache = tmp_path / "ro-run", tmp_path / "ro-cache"
+    if not _read_only_bind(run_dir, ro_run):
+        pytest.skip("needs root and mount rights for a read-only bind mount")
+    try:
+        if not _read_only_bind(cache, ro_cache):
+            pytest.skip("needs root and mount rights for a read-only bind mount")
+        with pytest.raises(OSError):
+            (ro_run / "probe").write_text("x")                               # truly read-only, even for root
+        before = sorted(p.name for p in ro_run.rglob("*"))
+        monkeypatch.setenv("SEQREC_CACHE", str(ro_cache))
+        rec = Recommender.load(ro_run)
+        monkeypatch.setenv("SEQREC_CACHE", str(cache))
+        assert rec.recommend(history=[1007, 1014], k=5).items == \
+            Recommender.load(run_dir).recommend(history=[1007, 1014], k=5).items
+        empty = tmp_path / "empty-cache"
+        empty.mkdir()
+        if _read_only_bind(empty, tmp_path / "ro-empty"):                  # a miss that cannot be written
+            try:
+                monkeypatch.setenv("SEQREC_CACHE", str(tmp_path / "ro-empty"))
+                assert Recommender.load(ro_run).recommend(history=[1007, 1014], k=5).items == \
+                    rec.recommend(history=[1007, 1014], k=5).items
+            finally:
+                subprocess.run(["umount", str(tmp_path / "ro-empty")], capture_output=True)
+        assert sorted(p.name for p in ro_run.rglob("*")) == before
+    finally:
+        subprocess.run(["umount", str(ro_cache)], capture_output=True)
+        subprocess.run(["umount", str(ro_run)], capture_output=True)
+
+
+def test_a_huge_k_or_a_bad_batch_size_is_bounded_or_refused(demo_run, monkeypatch):
+    """Regression: recommend_batch(k=10**12) tried to allocate a [users, 10**12] table (MemoryError), and
+    batch_size=0 raised numpy's ValueError."""
+    run_dir, cache = demo_run
+    monkeypatch.setenv("SEQREC_CACHE", str(cache))
+    rec = Recommender.load(run_dir)
+    users = rec.data.users.raw[:3].tolist()
+    table = rec.recommend_batch(users, k=10 ** 12)                  # every unseen item, ranked, for each user
+    assert table.height == sum(rec.num_items - np.unique(rec.data.sequence(i)).size for i in range(3))
+    first = table.filter(table["query"] == users[0]).sort("rank")
+    assert first["item"].to_list() == [item for item, _ in rec.recommend(users[0], k=10 ** 12).items]
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(RecommendError, match="batch_size must be a positive integer"):
+            rec.recommend_batch(users, k=3, batch_size=bad)
+    with pytest.raises(RecommendError, match="k must be a positive integer"):
+        rec.recommend_batch(users, k=2.5)
