@@ -211,3 +211,22 @@ def test_in_batch_softmax_equals_the_general_sampled_softmax(similarity):
         results.append((loss, *torch.autograd.grad(loss, [states, table, *sim.parameters()])))
     for fast, general in zip(*results, strict=True):
         torch.testing.assert_close(fast, general, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 7, 100])
+def test_column_scores_match_autograd_gather_with_repeated_columns(rows):
+    from seqrec.train.losses import _ColumnScores
+
+    g = torch.Generator().manual_seed(11)
+    q = torch.randn(7, 5, generator=g, requires_grad=True)
+    v = torch.randn(12, 5, generator=g, requires_grad=True)
+    cols = torch.randint(0, 12, (7, 9), generator=g)
+    cols[:, 1] = cols[:, 0]                                                      # a column drawn twice per row
+    weights = torch.randn(7, 9, generator=g)
+    (_ColumnScores.apply(q, v, cols, rows) * weights).sum().backward()
+    got = (q.grad.clone(), v.grad.clone())
+    q.grad = v.grad = None
+    expected = (q @ v.T).gather(1, cols)
+    (expected * weights).sum().backward()
+    assert torch.allclose(_ColumnScores.apply(q, v, cols, rows), expected, atol=1e-6)
+    assert torch.allclose(got[0], q.grad, atol=1e-5) and torch.allclose(got[1], v.grad, atol=1e-5)

@@ -151,9 +151,10 @@ def sampled_softmax(states: Tensor, targets: Tensor, table: Tensor, similarity: 
         # per-row negatives over a small catalogue: score every item (one GEMM per chunk of rows) and pick the
         # drawn columns; cheaper than gathering [M, K, D] vectors and scattering their gradients back (not for
         # MoL, whose P x P logits per pair make all-items scores the dearer path)
-        rows = max(1, DENSE_CHUNK // table.shape[0])
-        neg = torch.cat([similarity(states[i:i + rows], table).gather(1, negatives[i:i + rows])
-                         for i in range(0, states.shape[0], rows)])              # [M, K]
+        q, v = similarity.operands(states, table)                              # [M, D], [N + 1, D]
+        if q.dtype != torch.float32 or v.dtype != torch.float32:               # under autocast: scores in fp32
+            q, v = q.float(), v.float()
+        neg = _ColumnScores.apply(q, v, negatives, max(1, DENSE_CHUNK // table.shape[0]))   # [M, K]
         collide = negatives == targets.unsqueeze(1)
     else:
         neg = similarity.gathered(states, table, negatives)                     # [M, K]
@@ -163,6 +164,47 @@ def sampled_softmax(states: Tensor, targets: Tensor, table: Tensor, similarity: 
         neg = neg - log_q[negatives].expand_as(neg) if negatives.dim() == 1 else neg - log_q[negatives]
     logits = torch.cat([pos, neg.masked_fill(collide, float("-inf"))], dim=1)   # [M, 1 + K]
     return F.cross_entropy(logits, torch.zeros_like(targets))
+
+
+class _ColumnScores(torch.autograd.Function):
+    """`(q @ v.T).gather(1, cols)`, computed in chunks of `rows` rows through one [rows, N] buffer.
+
+    Per-row negatives over a small catalogue score every item and keep the drawn columns. Through autograd that
+    allocates a fresh [rows, N] block for each chunk's scores and again for each chunk's gradient (a zero fill
+    and a scatter), and on CPU most of that cost is faulting the fresh pages in (an HSTU-large step on ML-1M
+    allocated ~800 MB of them). Here the forward writes every chunk's scores into one buffer and keeps only the
+    [M, K] picked columns; the backward scatters the [M, K] gradient into one reused buffer per chunk and folds
+    it into the gradients of `q` and `v` with two matrix products, as autograd's graph would.
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, v: Tensor, cols: Tensor, rows: int) -> Tensor:
+        out = q.new_empty(cols.shape)                                              # [M, K]
+        buffer = q.new_empty(min(rows, q.shape[0]), v.shape[0])                    # [rows, N]
+        for start in range(0, q.shape[0], rows):
+            part = buffer[:min(rows, q.shape[0] - start)]
+            torch.mm(q[start:start + rows], v.T, out=part)
+            torch.gather(part, 1, cols[start:start + rows], out=out[start:start + rows])
+        ctx.save_for_backward(q, v, cols)
+        ctx.rows = rows
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+        q, v, cols = ctx.saved_tensors
+        rows = ctx.rows
+        grad_q = torch.empty_like(q) if ctx.needs_input_grad[0] else None
+        grad_v = torch.zeros_like(v) if ctx.needs_input_grad[1] else None
+        buffer = q.new_empty(min(rows, q.shape[0]), v.shape[0])                    # [rows, N]
+        for start in range(0, q.shape[0], rows):
+            stop = min(start + rows, q.shape[0])
+            part = buffer[:stop - start].zero_()
+            part.scatter_add_(1, cols[start:stop], grad[start:stop].to(part.dtype))  # a column drawn twice adds
+            if grad_q is not None:
+                torch.mm(part, v, out=grad_q[start:stop])
+            if grad_v is not None:
+                grad_v.addmm_(part.T, q[start:stop])
+        return grad_q, grad_v, None, None
 
 
 def in_batch_softmax(states: Tensor, targets: Tensor, table: Tensor, similarity: nn.Module, negatives: Tensor,

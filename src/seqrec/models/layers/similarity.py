@@ -29,6 +29,10 @@ class DotProduct(nn.Module):
     def forward(self, queries: Tensor, items: Tensor) -> Tensor:
         return queries @ items.transpose(0, 1)                        # [B, C]
 
+    def operands(self, queries: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        """(q, v) with `forward(queries, items) == q @ v.T`."""
+        return queries, items
+
     def pairwise(self, queries: Tensor, items: Tensor) -> Tensor:
         return (items * queries.unsqueeze(1)).sum(-1)                 # [M, K]
 
@@ -46,8 +50,12 @@ class Cosine(nn.Module):
         self.temperature = float(temperature)
 
     def forward(self, queries: Tensor, items: Tensor) -> Tensor:
-        q, v = F.normalize(queries, dim=-1) / self.temperature, F.normalize(items, dim=-1)   # T on [B, D]
+        q, v = self.operands(queries, items)
         return q @ v.transpose(0, 1)                                  # [B, C]
+
+    def operands(self, queries: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        """(q, v) with `forward(queries, items) == q @ v.T`: both normalised, the temperature on the queries."""
+        return F.normalize(queries, dim=-1) / self.temperature, F.normalize(items, dim=-1)
 
     def pairwise(self, queries: Tensor, items: Tensor) -> Tensor:
         q, v = F.normalize(queries, dim=-1), F.normalize(items, dim=-1)
