@@ -35,7 +35,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -43,6 +42,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_serve import _free_port as free_port  # noqa: E402 - the serving benchmark's helpers, beside this file
+from bench_serve import _wait_healthy as wait_healthy  # noqa: E402
+
 MALFORMED = ("bad_json", "wrong_type", "unknown_ids", "oversize", "disconnect", "slow")
 EXPECTED_STATUS = {"bad_json": 400, "wrong_type": 422, "unknown_ids": 422, "oversize": 413, "slow": 200}
 MAX_BODY = 20_000
@@ -420,25 +423,6 @@ def rss_kb(pid: int) -> int | None:
     except OSError:
         return None
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(port: int, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"server exited: {server.stderr.read()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("server did not become healthy in 120 s")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from seqrec.data.readers import FORMATS, read_interactions
 from seqrec.errors import DataError, SeqrecError
 
 SEPARATORS = [",", ";", "\t", "|"]
+BLANKS = "".join(c for c in map(chr, range(0x3001)) if c.isspace() and c not in "\x1c\x1d\x1e\x1f")  # Unicode
 WORD = string.ascii_letters + string.digits + "_-.:/@"
 
 
@@ -270,10 +271,11 @@ def test_parquet_id_columns_of_any_type_keep_their_meaning_or_are_refused(tmp_pa
     event("accepted")
     for name, values in (("user", users), ("item", items)):
         got = frame[name].to_list()
+        values = [v.strip(BLANKS) if isinstance(v, str) else v for v in values]  # text ids lose their blanks
         assert len(got) == n and None not in got
-        assert len(set(got)) == len(set(values)), (values, got)                 # nothing merged
+        assert len(set(got)) == len(set(values)), (values, got)                 # nothing else merged
         for given_value, read_value in zip(values, got):                      # the same value, or its text
-            as_int = isinstance(given_value, str) and given_value.strip().lstrip("+-").isdigit() and \
+            as_int = isinstance(given_value, str) and given_value.lstrip("+-").isdigit() and \
                 given_value.isascii() and read_value == int(given_value)       # text ids that are all integers
             assert read_value == given_value or str(read_value) == str(given_value) or as_int, \
                 (given_value, read_value)
