@@ -29,7 +29,8 @@ SHIPPED = ("demo_sasrec.yaml", "ml1m_pop.yaml", "ml1m_sasrec.yaml", "ml1m_gru4re
            "ml1m_nextitnet.yaml", "ml1m_sasrec_sampled.yaml", "ml1m_hstu.yaml", "ml1m_hstu_large.yaml",
            "ml1m_hstu_large_mol.yaml", "diginetica_srgnn.yaml", "diginetica_gcsan.yaml", "diginetica_lessr.yaml",
            "yoochoose64_srgnn.yaml", "yoochoose64_lessr.yaml",
-           "yoochoose64_gcsan.yaml", "ml100k_hstu.yaml", "ml1m_srgnn.yaml", "ml1m_gcsan.yaml", "ml1m_lessr.yaml")
+           "yoochoose64_gcsan.yaml", "ml100k_hstu.yaml", "ml1m_srgnn.yaml", "ml1m_gcsan.yaml", "ml1m_lessr.yaml",
+           "ml100k_sasrec.yaml")
 
 
 def _error(path=None, overrides=()) -> str:
@@ -96,6 +97,12 @@ def test_shipped_configs_validate_and_document_themselves(name, monkeypatch, tmp
         assert (config.split.protocol, config.eval.ks, config.eval.metric) == ("session", [10, 20], "MRR@20")
         assert not config.eval.exclude_history
         assert ("50.73" in header and "17.59" in header) or ("70.57" in header and "30.94" in header)
+        return
+    if name == "ml100k_sasrec.yaml":                               # seqrec tune's example and baseline
+        assert config.data.path == f"{tmp_path}/ml-100k/u.data"
+        assert (config.model.name, config.split.protocol, config.eval.exclude_history) == ("sasrec", "leave_one_out",
+                                                                                           True)
+        assert "benchmarks/bench_tune.py" in header and "configs/spaces/sasrec.yaml" in header
         return
     if name.startswith("ml100k"):                                  # the time-bias comparison, no paper figure
         assert config.data.path == f"{tmp_path}/ml-100k/u.data"
