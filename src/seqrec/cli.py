@@ -455,11 +455,24 @@ def _recommend_users_file(rec, users_file, output, k, exclude_seen, names) -> No
         table = table.with_columns(pl.col("item").cast(pl.Utf8).replace_strict(names, default=None).alias("title"))
     if output is None:
         click.echo(table.write_csv(), nl=False)
-    elif str(output).endswith(".parquet"):
-        table.write_parquet(output)
+        return
+    import os
+
+    target = Path(output)
+    if not target.parent.is_dir():
+        raise SeqrecError(f"cannot write {output}: the folder {target.parent} does not exist")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")   # a file already there stays whole
+    try:
+        if target.suffix == ".parquet":
+            table.write_parquet(partial)
+        else:
+            table.write_csv(partial)
+        os.replace(partial, target)
+    except (OSError, pl.exceptions.PolarsError) as error:      # a read-only or full disk, a missing folder
+        partial.unlink(missing_ok=True)
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0][:200]
+        raise SeqrecError(f"cannot write {output}: {reason}") from None
     else:
-        table.write_csv(output)
-    if output is not None:
         click.echo(f"wrote {table.height} rows ({table['user'].n_unique()} users) to {output}", err=True)
 
 

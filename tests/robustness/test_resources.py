@@ -135,3 +135,32 @@ def test_a_huge_k_or_a_bad_batch_size_is_bounded_or_refused(demo_run, monkeypatc
             rec.recommend_batch(users, k=3, batch_size=bad)
     with pytest.raises(RecommendError, match="k must be a positive integer"):
         rec.recommend_batch(users, k=2.5)
+
+
+def test_recommendations_to_a_full_disk_fail_clearly_and_keep_the_old_file(demo_run, tmp_path, capsys, monkeypatch):
+    """Regression: `seqrec recommend --users-file ... -o` on a full disk or into a missing folder ended in a
+    polars traceback, after truncating a file already there."""
+    from seqrec.cli import main
+
+    run_dir, cache = demo_run
+    monkeypatch.setenv("SEQREC_CACHE", str(cache))
+    users = tmp_path / "users.txt"
+    users.write_text("".join(f"{u}\n" for u in Recommender.load(run_dir).data.users.raw[:500].tolist()))
+    assert main(["recommend", str(run_dir), "--users-file", str(users), "-o", str(tmp_path / "no" / "x.csv")]) == 1
+    assert "the folder" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    full = tmp_path / "full"
+    full.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(full)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and mount rights for a small tmpfs")
+    try:
+        (full / "top.csv").write_text("old\n")
+        assert main(["recommend", str(run_dir), "--users-file", str(users), "-k", "20", "-o",
+                     str(full / "top.csv")]) == 1
+        err = capsys.readouterr().err
+        assert "No space left on device" in err and "Traceback" not in err
+        assert [p.name for p in full.iterdir()] == ["top.csv"] and (full / "top.csv").read_text() == "old\n"
+    finally:
+        subprocess.run(["umount", str(full)], capture_output=True)
+    assert main(["recommend", str(run_dir), "--users-file", str(users), "-k", "2", "-o", str(tmp_path / "t.csv")]) == 0
+    assert len((tmp_path / "t.csv").read_text().splitlines()) == 1 + 2 * 500
