@@ -41,6 +41,8 @@ def main() -> int:
                         help="fixed for the baseline and every trial, e.g. train.num_threads=1")
     parser.add_argument("--out", default=str(HERE.parent / "runs" / "bench-tune-ml100k"))
     parser.add_argument("--skip-baseline", action="store_true", help="study only")
+    parser.add_argument("--baseline-minutes", type=float, default=None,
+                        help="cap the baseline's training (train.max_minutes); default: as shipped (early stop)")
     parser.add_argument("--note", default="", help="load conditions, recorded in the result")
     parser.add_argument("--result", default=str(HERE / "results" / "tune_ml100k.json"))
     args = parser.parse_args()
@@ -55,9 +57,11 @@ def main() -> int:
     if not args.skip_baseline:
         started = time.perf_counter()
         resume = (out / "baseline" / "config.yaml").exists()
-        run = api.train(config=load_config(args.config, fixed), out=out / "baseline", resume=resume)
+        cap = [f"train.max_minutes={args.baseline_minutes}"] if args.baseline_minutes else []
+        run = api.train(config=load_config(args.config, [*fixed, *cap]), out=out / "baseline", resume=resume)
         baseline = {"valid": run.results["valid"], "test": run.results["test"], "best_epoch": run.results["best_epoch"],
                     "epochs_run": run.results["epochs_run"], "train_seconds": run.results["train_seconds"],
+                    "stopped": run.results["stopped"], "max_minutes": args.baseline_minutes,
                     "wall_seconds_this_session": round(time.perf_counter() - started, 1)}
         print(f"baseline (shipped config): test NDCG@10 {baseline['test']['NDCG@10']:.4f}, best epoch "
               f"{baseline['best_epoch']} of {baseline['epochs_run']}, {baseline['train_seconds'] / 60:.1f} min",
