@@ -323,3 +323,33 @@ def test_betas_reach_the_optimizer():
     trainer = Trainer(build_model("hstu", split.data.num_items, config.model.params), split, config)
     assert trainer.optimizer.param_groups[0]["betas"] == (0.8, 0.98)
     assert load_config(None).train.betas == [0.9, 0.999]                             # torch's default
+
+
+def test_block_matches_the_formula_in_value_and_gradients():
+    """The block's in-place passes give the module docstring's formula, outputs and every gradient (float64)."""
+    torch.manual_seed(5)
+    block = HSTUBlock(dim=6, num_heads=2, attention_dim=3, linear_dim=2, dropout=0.0, max_len=7,
+                      num_buckets=8).double()
+    valid = torch.tensor([[False, True, True, True, True], [True, True, True, False, False]])
+    x = torch.randn(2, 5, 6, dtype=torch.float64, requires_grad=True)
+    times = torch.randint(0, 1_000, (2, 5)).cumsum(1)
+    distance, buckets = bias_indices(valid, times, 7, 8)
+    allowed = causal_valid_mask(valid).double()
+
+    def formula(x):
+        u, v, q, k = F.silu(block.uvqk(block.input_norm(x))).split(block.sizes, dim=-1)
+        q, k, v = (t.view(2, 5, 2, -1).transpose(1, 2) for t in (q, k, v))
+        rab = block.bias(distance, buckets).unsqueeze(1)
+        a = F.silu(q @ k.transpose(-2, -1) + rab) / 7 * allowed
+        mixed = (a @ v).transpose(1, 2).reshape(2, 5, -1)
+        return x + block.out(block.output_norm(mixed) * u)
+
+    outputs = []
+    for fn in (lambda x: block(x, allowed, distance, buckets), formula):
+        out = fn(x)
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(),
+                                    [x, *block.parameters()])
+        outputs.append((out, grads))
+    assert torch.allclose(outputs[0][0], outputs[1][0], atol=1e-12)
+    for a, b in zip(outputs[0][1], outputs[1][1], strict=True):
+        assert torch.allclose(a, b, atol=1e-10)

@@ -126,17 +126,25 @@ class HSTUBlock(nn.Module):
     def attention(self, x: Tensor, allowed: Tensor, distance: Tensor, buckets: Tensor | None = None
                   ) -> tuple[Tensor, Tensor]:
         """(weights A [B, H, L, L], gated output LayerNorm(A V) * U [B, L, H * linear_dim]) for x [B, L, D]."""
+        unscaled, gated = self._attend(x, allowed, distance, buckets)
+        return unscaled / self.scale, gated
+
+    def _attend(self, x: Tensor, allowed: Tensor, distance: Tensor, buckets: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(n A, gated output). The [B, H, L, L] maps are the block's largest tensors, so they are made twice
+        only (the scores, their SiLU): the bias is added to the scores in place and the mask multiplies the
+        SiLU's output in place (neither product's backward needs the overwritten values), and 1 / n scales
+        A V [B, L, H V] instead of A."""
         b, length, _ = x.shape
         u, v, q, k = F.silu(self.uvqk(self.input_norm(x))).split(self.sizes, dim=-1)
         q = q.view(b, length, self.num_heads, self.attention_dim).transpose(1, 2)     # [B, H, L, A]
         k = k.view(b, length, self.num_heads, self.attention_dim).transpose(1, 2)     # [B, H, L, A]
         v = v.view(b, length, self.num_heads, self.linear_dim).transpose(1, 2)        # [B, H, L, V]
-        scores = q @ k.transpose(-2, -1) + self.bias(distance, buckets).unsqueeze(1)  # [B, H, L, L]
-        weights = F.silu(scores) * (allowed / self.scale)                              # no softmax
-        mixed = (self.attention_dropout(weights) @ v).transpose(1, 2).reshape(b, length, -1)  # [B, L, H * V]
-        return weights, self.output_norm(mixed) * u
+        scores = (q @ k.transpose(-2, -1)).add_(self.bias(distance, buckets).unsqueeze(1))  # [B, H, L, L]
+        unscaled = F.silu(scores).mul_(allowed)                                        # n A; no softmax
+        mixed = (self.attention_dropout(unscaled) @ v) / self.scale                    # [B, H, L, V]
+        return unscaled, self.output_norm(mixed.transpose(1, 2).reshape(b, length, -1)) * u
 
     def forward(self, x: Tensor, allowed: Tensor, distance: Tensor, buckets: Tensor | None = None) -> Tensor:
         """x [B, L, D] -> [B, L, D]; `allowed` [B, 1, L, L] (`causal_valid_mask`), indices of `bias_indices`."""
-        _, gated = self.attention(x, allowed, distance, buckets)
+        _, gated = self._attend(x, allowed, distance, buckets)
         return x + self.out(self.dropout(gated))
