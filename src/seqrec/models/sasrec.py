@@ -36,6 +36,7 @@ class SASRecConfig(ModelConfig):
     dropout: float = Field(0.2, ge=0, lt=1)  # on embeddings, attention weights and residual branches
     max_len: int = Field(200, ge=1)         # L, longest history fed to the encoder
     norm_first: bool = True                 # pre-LN blocks (True) or post-LN as in the original Transformer
+    block: Literal["standard", "sasrec"] = "standard"  # "sasrec": the SASRec authors' block (layers/attention.py)
     activation: Literal["gelu", "relu"] = "gelu"
     ffn_multiplier: int = Field(1, ge=1)    # feed-forward hidden size = dim * ffn_multiplier (paper: 1)
     positions: Literal["from_end", "from_start"] = "from_end"  # see the module docstring
@@ -54,9 +55,10 @@ class SASRec(SequentialRecommender):
         self.dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(dim, config.num_heads, config.dropout, hidden=dim * config.ffn_multiplier,
-                             norm_first=config.norm_first, activation=config.activation)
+                             norm_first=config.norm_first, activation=config.activation,
+                             style="sasrec" if config.block == "sasrec" else None)
             for _ in range(config.num_blocks))
-        self.final_norm = nn.LayerNorm(dim) if config.norm_first else nn.Identity()
+        self.final_norm = nn.LayerNorm(dim) if config.norm_first or config.block == "sasrec" else nn.Identity()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

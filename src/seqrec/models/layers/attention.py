@@ -86,16 +86,27 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Attention + feed-forward with residuals; `norm_first` picks pre-LN (True) or post-LN (False)."""
+    """Attention + feed-forward with residuals. `style`:
+
+    - "pre_ln": y = x + Drop(Attn(LN(x))); out = y + Drop(FFN(LN(y)))
+    - "post_ln" (the original Transformer, BERT): y = LN(x + Drop(Attn(x))); out = LN(y + Drop(FFN(y)))
+    - "sasrec": the SASRec authors' code (kang205/SASRec, pmixer/SASRec.pytorch, and so Klenitskiy & Vasilev's
+      SASRec+): only the query is normalised, keys and values read the block's input, and the residual
+      adds the normalised query; the feed-forward's residual adds its normalised input; no dropout on the
+      attention output: q = LN(x); y = q + Attn(q, x, x); z = LN(y); out = z + Drop(FFN(z)).
+    """
 
     def __init__(self, dim: int, num_heads: int, dropout: float, *, hidden: int | None = None,
-                 norm_first: bool = True, activation: str = "gelu") -> None:
+                 norm_first: bool = True, activation: str = "gelu", style: str | None = None) -> None:
         super().__init__()
         self.attn = MultiHeadAttention(dim, num_heads, dropout)
         self.ffn = FeedForward(dim, hidden or dim, dropout, activation)
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.dropout = Dropout(dropout)
-        self.norm_first = norm_first
+        self.style = style or ("pre_ln" if norm_first else "post_ln")
+        if self.style not in ("pre_ln", "post_ln", "sasrec"):
+            raise ValueError(f"unknown block style {self.style!r} (pre_ln, post_ln, sasrec)")
+        self.norm_first = self.style == "pre_ln"
 
     def forward(self, x: Tensor, mask: Tensor, positions: Tensor | None = None) -> Tensor:
         """x [B, L, D] -> [B, L, D]; with `positions` [B] only each row's output there, [B, D] (the keys are
@@ -107,6 +118,10 @@ class TransformerBlock(nn.Module):
         return self._forward(x, mask, None)
 
     def _forward(self, x: Tensor, mask: Tensor, query: Tensor | None) -> Tensor:
+        if self.style == "sasrec":
+            normed = self.norm1(x if query is None else query)
+            y = self.norm2(normed + self.attn(x, mask, normed))
+            return y + self.dropout(self.ffn(y))
         if self.norm_first:
             normed = self.norm1(x)
             base = x if query is None else query
