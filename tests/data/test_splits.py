@@ -82,3 +82,16 @@ def test_temporal_errors():
     no_time = prepare(Interactions.from_columns(user=[1, 1, 1], item=[1, 2, 3]))
     with pytest.raises(DataError, match="needs timestamps"):
         temporal(no_time, valid_fraction=0.1, test_fraction=0.1)
+
+
+def test_reprs_are_short_summaries_not_array_dumps():
+    from seqrec.data.pipeline import load
+    from seqrec.data.splits import leave_one_out
+
+    data = load("demo")
+    split = leave_one_out(data)
+    assert repr(data).startswith("SequenceData(2,000 users, 1,000 items, 73,506 interactions, timestamps")
+    assert repr(split).startswith("Split(leave_one_out, 69,506 training interactions, 2,000 validation and 2,000 "
+                                  "test targets, data=SequenceData(")
+    assert repr(split.test) == "Targets(2,000 targets)" and repr(data.users) == "Vocab(2,000 user ids, dense from 0)"
+    assert max(len(repr(x)) for x in (data, split, split.test, data.item_vocab)) < 500

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from seqrec.errors import DataError
-from seqrec.train.runlog import EpochLog, Progress, make_run_dir, plot_curves, write_json, write_text
+from seqrec.train.runlog import EpochLog, Progress, curves_figure, make_run_dir, plot_curves, write_json, write_text
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -196,3 +196,11 @@ def test_progress_shows_a_bar_on_a_terminal():
     assert proc.wait(timeout=30) == 0
     shown = b"".join(chunks).decode("utf-8", "replace")
     assert "epoch 7" in shown and "loss 2.0000" in shown and "seq/s" in shown and "4/4" in shown
+
+
+def test_curves_have_whole_epoch_ticks():
+    figure = curves_figure(_records(3))                                          # 3 epochs: matplotlib's default
+    for axes in figure.axes:                                                     # would tick 1.0, 1.25, 1.5, ...
+        figure.canvas.draw()
+        ticks = [t for t in axes.get_xticks() if 1 <= t <= 3]
+        assert ticks and all(float(t).is_integer() for t in ticks)

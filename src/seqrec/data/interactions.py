@@ -46,6 +46,10 @@ class Interactions:
     def __len__(self) -> int:
         return self.frame.height
 
+    def __repr__(self) -> str:
+        return (f"Interactions({len(self):,} rows, columns {self.columns}"
+                f"{'' if self.has_time else ' (time = line order)'}, source={self.source!r})")
+
     @property
     def columns(self) -> list[str]:
         return self.frame.columns

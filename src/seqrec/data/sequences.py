@@ -58,6 +58,11 @@ class SequenceData:
         """[U] int64 sequence length of every user."""
         return np.diff(self.offsets)
 
+    def __repr__(self) -> str:
+        extras = (", timestamps" if self.has_time else "") + (", ratings" if self.ratings is not None else "")
+        return (f"SequenceData({self.num_users:,} users, {self.num_items:,} items, {self.num_interactions:,} "
+                f"interactions{extras}, source={self.source!r})")
+
     def sequence(self, user: int) -> np.ndarray:
         """The dense item ids of dense user `user` (a view)."""
         return self.items[self.offsets[user]:self.offsets[user + 1]]

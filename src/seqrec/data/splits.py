@@ -42,6 +42,9 @@ class Targets:
     def __len__(self) -> int:
         return int(self.users.shape[0])
 
+    def __repr__(self) -> str:
+        return f"Targets({len(self):,} targets)"
+
     @property
     def items(self) -> np.ndarray:
         """[M] int32 target item ids."""
@@ -90,6 +93,10 @@ class Split:
     test: Targets
     protocol: str
     info: dict
+
+    def __repr__(self) -> str:
+        return (f"Split({self.protocol}, {int(self.train_lengths.sum()):,} training interactions, "
+                f"{len(self.valid):,} validation and {len(self.test):,} test targets, data={self.data!r})")
 
     @property
     def train_lengths(self) -> np.ndarray:

@@ -31,6 +31,9 @@ class Vocab:
     def __len__(self) -> int:
         return int(self.raw.shape[0])
 
+    def __repr__(self) -> str:
+        return f"Vocab({len(self):,} {self.kind} ids, dense from {self.start})"
+
     @property
     def is_integer(self) -> bool:
         return self.raw.dtype.kind in "iu"

@@ -162,10 +162,19 @@ def plot_curves(records: list[dict[str, Any]], path: str | PathLike[str], metric
     """
     if not records:
         return None
-    # Imported here so merely importing seqrec never loads matplotlib; Figure + FigureCanvasAgg use no pyplot
-    # global state and do not switch the process-wide backend.
     import io
 
+    figure = curves_figure(records, metric)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    data = buffer.getvalue()
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+def curves_figure(records: list[dict[str, Any]], metric: str = "NDCG@10") -> Any:
+    """The matplotlib Figure of `plot_curves` (loss and validation metric by epoch, whole-epoch ticks)."""
+    # Imported here so merely importing seqrec never loads matplotlib; Figure + FigureCanvasAgg use no pyplot
+    # global state and do not switch the process-wide backend.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -180,17 +189,16 @@ def plot_curves(records: list[dict[str, Any]], path: str | PathLike[str], metric
     finite = [point for point in valid if math.isfinite(point[1])]
     best = max(finite, key=lambda point: point[1]) if finite else None
     _panel(metric_axes, valid, f"Validation {metric}", metric, best=best)
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    data = buffer.getvalue()
-    return atomic_write(path, lambda handle: handle.write(data))
+    return figure
 
 
 def _panel(axes: Any, points: list[tuple[int, float]], title: str, ylabel: str,
            best: tuple[int, float] | None) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     axes.set_title(title)
     axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))                     # epochs are whole numbers
     axes.set_ylabel(ylabel)
     axes.grid(True, alpha=0.3)
     if not points:
