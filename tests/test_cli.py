@@ -181,3 +181,10 @@ def test_prepare_real_ml1m_json(dataset, capsys):
     summary = json.loads(out)
     assert (summary["users"], summary["items"], summary["interactions"]) == (6040, 3416, 999_611)
     assert summary["split"]["test_targets"] == 6040
+
+
+def test_train_without_a_config_says_it_trains_the_demo_default(tmp_path, capsys):
+    code, _, err = _run(capsys, "train", *TINY, "--set", "train.epochs=1", "--out", str(tmp_path / "run"), "--quiet")
+    assert code == 0 and "no -c CONFIG given: training the built-in default, SASRec on the demo data" in err
+    code, _, err = _run(capsys, "train", "--out", str(tmp_path / "run"), "--resume", "--quiet")
+    assert code == 0 and "no -c" not in err                                     # a resumed run has its own config

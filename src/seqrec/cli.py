@@ -163,6 +163,9 @@ def train(config_path, overrides, out, resume, quiet, list_keys, nproc) -> None:
 
     _setup_logging(quiet)
     config = _train_config(config_path, overrides, out, resume, quiet)
+    if config_path is None and not resume:
+        click.echo("no -c CONFIG given: training the built-in default, SASRec on the demo data (see configs/ for "
+                   "others, `seqrec train --keys` for every setting)", err=True)
     if out is None:
         out = api.default_run_dir(config)
     from seqrec.train import distributed
