@@ -183,3 +183,16 @@ def test_learning_rate_decay_can_start_early_as_srgnns_scheduler(demo_split, tmp
     assert lrs == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3, 1e-3, 1e-4, 1e-4])
     with pytest.raises(seqrec.ConfigError, match="lr_decay_start"):
         api.train(demo_split, model="gru4rec", train={**train, "lr_decay_start": 1})
+
+
+def test_loading_an_unfinished_run_says_so(tmp_path, caplog):
+    out = tmp_path / "run"
+    api.train("demo", model={**SASREC, "max_len": 20}, out=out, train={**TRAIN, "epochs": 1})
+    (out / "results.json").unlink()                                              # as while it still trains
+    with caplog.at_level("WARNING", logger="seqrec.api"):
+        run = api.Run.load(out)
+    assert run.results == {} and "has not finished" in caplog.text and "epoch 1" in caplog.text
+    for checkpoint in (out / "checkpoints").iterdir():                           # before its first epoch ends
+        checkpoint.unlink()
+    with pytest.raises(seqrec.ConfigError, match="no checkpoint yet"):
+        api.Run.load(out)

@@ -154,11 +154,19 @@ class Run:
         if not path.exists() and config.model.name != "pop":
             path = run_dir / "checkpoints" / "last.pt"
         model = build_model(config.model.name, split.data.num_items, config.model.params)
+        finished = (run_dir / "results.json").exists()
         if model.trainable:
-            model.load_state_dict(load_checkpoint(path)["state_dict"])
+            if not path.exists():
+                raise ConfigError(f"{run_dir}: no checkpoint yet (the run has not finished its first epoch); wait "
+                                  f"for it, or continue a stopped run with `seqrec train --out {run_dir} --resume`")
+            state = load_checkpoint(path)
+            model.load_state_dict(state["state_dict"])
+            if not finished:
+                log.warning("%s has not finished (no results.json: still training, or stopped): using the "
+                             "checkpoint of epoch %s so far", run_dir, state.get("epoch", "?"))
         else:
             model.fit(split)
-        results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
+        results = json.loads((run_dir / "results.json").read_text()) if finished else {}
         return cls(model, split, config, run_dir, results)
 
 
