@@ -13,9 +13,8 @@ from pathlib import Path
 
 import click
 
+from seqrec.data.formats import FORMATS
 from seqrec.errors import SeqrecError
-
-FORMATS = ("dat", "csv", "tsv", "parquet", "inter", "pairs", "sequences", "sessions")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

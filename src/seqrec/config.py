@@ -37,6 +37,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from seqrec.data import columns as canonical
+from seqrec.data.formats import FORMATS, SESSION_FORMATS
 from seqrec.errors import ConfigError
 from seqrec.models import MODELS, ModelConfig, get_model_class
 
@@ -96,9 +97,8 @@ def _expand_path(value: str) -> str:
 
 class DataConfig(_Section):
     path: str = Field("demo", description="data file, or 'demo' for the built-in synthetic data; $VAR, ~ expanded")
-    format: str | None = Field(None, description="dat, csv, tsv, parquet, inter, pairs, sequences, sessions, or "
-                                                 "diginetica (raw train-item-views.csv, session protocol); "
-                                                 "null = detect")
+    format: str | None = Field(None, description=f"{', '.join(FORMATS)}, or {', '.join(SESSION_FORMATS)} (raw "
+                                                 "train-item-views.csv, session protocol); null = detect")
     columns: dict[str, str | int] | None = Field(None, description="user/item/time/rating/session -> the file's "
                                                                    "column name or 0-based position")
     separator: str | None = Field(None, description="CSV/TSV field separator; null = detect")

@@ -21,10 +21,10 @@ import pytest
 
 from seqrec.data import download as dl
 from seqrec.data.download import MARKER, download, downloaded, source_url
+from seqrec.data.formats import FORMATS
 from seqrec.data.registry import (
     ARCHIVE_KINDS,
     DATASETS,
-    READER_FORMATS,
     DatasetSpec,
     get_dataset,
     list_datasets,
@@ -397,7 +397,7 @@ def test_registry_has_the_required_datasets():
 def test_registry_entries_are_well_formed(spec):
     parts = urlsplit(spec.url)
     assert parts.scheme in ("https", "http") and parts.netloc and " " not in spec.url
-    assert spec.archive in ARCHIVE_KINDS and spec.format in READER_FORMATS
+    assert spec.archive in ARCHIVE_KINDS and spec.format in FORMATS
     assert spec.checksum == "" or re.fullmatch(r"md5:[0-9a-f]{32}|sha256:[0-9a-f]{64}", spec.checksum)
     if spec.checksum:
         assert parse_checksum(spec.checksum)[0] in ("md5", "sha256")

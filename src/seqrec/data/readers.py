@@ -19,10 +19,10 @@ import polars as pl
 
 from seqrec.data import textio
 from seqrec.data.columns import ALL, ITEM, RATING, SESSION, TIME, USER
+from seqrec.data.formats import FORMATS
 from seqrec.data.interactions import Interactions
 from seqrec.errors import ConfigError, DataError
 
-FORMATS = ("dat", "csv", "tsv", "parquet", "inter", "pairs", "sequences", "sessions")
 _EXTENSIONS = {".dat": "dat", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet",
                ".inter": "inter"}
 _ALIASES = {

@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 from seqrec.errors import ConfigError
 
 ARCHIVE_KINDS = ("zip", "gz", "none")
-READER_FORMATS = ("dat", "csv", "tsv", "parquet", "inter", "pairs", "sequences", "sessions")
 CHECKSUM_ALGORITHMS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
 
 
