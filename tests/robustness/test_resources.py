@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,21 +23,15 @@ def test_a_file_growing_while_read_is_refused_not_half_read(tmp_path):
     path = tmp_path / "log.csv"
     rows = "".join(f"u{n % 997},{n % 5003},{n}\n" for n in range(400_000))
     path.write_text("user,item,time\n" + rows)
-    stop = threading.Event()
-
-    def append() -> None:
-        with open(path, "a") as handle:
-            n = 0
-            while not stop.is_set():
-                handle.write(f"u{n % 997},{n % 5003},{10 ** 7 + n}\n")
-                handle.flush()
-                n += 1
-
-    writer = threading.Thread(target=append)
-    writer.start()
-    refused = 0
+    appender = ("import sys, itertools\n"
+                "with open(sys.argv[1], 'a') as f:\n"
+                "    for n in itertools.count():\n"
+                "        f.write(f'u{n % 997},{n % 5003},{10 ** 7 + n}\\n'); f.flush()\n")
+    writer = subprocess.Popen([sys.executable, "-c", appender, str(path)])   # a process: no GIL to share
+    refused = reads = 0
     try:
-        for _ in range(5):
+        while refused < 3 and reads < 200:
+            reads += 1
             try:
                 data = read_interactions(path)
             except DataError as error:
@@ -47,9 +40,9 @@ def test_a_file_growing_while_read_is_refused_not_half_read(tmp_path):
             else:            # read between two appends: every row whole (each line ends as written)
                 assert data.frame["time"].is_sorted() and data.frame.height >= 400_000
     finally:
-        stop.set()
-        writer.join()
-    assert refused >= 1
+        writer.kill()
+        writer.wait()
+    assert refused >= 1, f"no read of {reads} overlapped an append"
     complete = read_interactions(path)                                       # once written, it reads
     assert complete.frame.height == len(path.read_text().splitlines()) - 1
 
