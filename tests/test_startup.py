@@ -11,15 +11,19 @@ def python(code: str) -> str:
     return done.stdout.strip()
 
 
-def test_cli_and_data_commands_do_not_import_torch():
+def test_cli_and_data_commands_do_not_import_torch(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQREC_CACHE", str(tmp_path / "cache"))
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,time\n" + "".join(f"{u},{(u * 7 + t) % 50},{t}\n" for u in range(30) for t in range(8)))
     code = ("import sys\n"
             "from click.testing import CliRunner\n"
             "from seqrec.cli import cli\n"
             "assert CliRunner().invoke(cli, ['--help']).exit_code == 0\n"
-            "result = CliRunner().invoke(cli, ['data', 'prepare', 'demo', '--json'])\n"
+            f"result = CliRunner().invoke(cli, ['data', 'prepare', {str(log)!r}, '--json'])\n"
             "assert result.exit_code == 0, result.output\n"
-            "print('torch' in sys.modules)\n")
-    assert python(code) == "False"
+            "print('torch' in sys.modules, 'polars' in sys.modules, '\"cache_hit\": true' in result.output)\n")
+    assert python(code) == "False True False"                   # the first prepare reads (polars), fills the cache
+    assert python(code) == "False False True"                   # a cache hit needs neither torch nor polars
 
 
 def test_public_names_resolve_lazily():

@@ -66,9 +66,12 @@ def data_prepare(source, fmt, columns, separator, header, min_user_count, min_it
     """Read SOURCE (a file, or 'demo' for the built-in synthetic data), clean it, cache it and summarise it."""
     from seqrec.data import splits
     from seqrec.data.pipeline import load
-    from seqrec.data.readers import parse_column_mapping
 
-    mapping = parse_column_mapping(columns) if columns else None
+    mapping = None
+    if columns:
+        from seqrec.data.readers import parse_column_mapping        # polars: only when a file is read anyway
+
+        mapping = parse_column_mapping(columns)
     if separator == "\\t":
         separator = "\t"
     data = load(source, format=fmt, columns=mapping, separator=separator, header=header,

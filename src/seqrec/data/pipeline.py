@@ -13,13 +13,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seqrec import paths
 from seqrec.data import cache
-from seqrec.data.interactions import Interactions
-from seqrec.data.prepare import PrepareOptions, prepare
+from seqrec.data.options import PrepareOptions
 from seqrec.data.sequences import SequenceData
 from seqrec.errors import DataError
+
+if TYPE_CHECKING:
+    from seqrec.data.interactions import Interactions
 
 DEMO = "demo"
 
@@ -46,7 +49,9 @@ def load(source: str | os.PathLike[str] | Interactions, *, format: str | None = 
         seqrec.DataError: the source cannot be read or nothing is left after cleaning.
     """
     options = PrepareOptions(**{**asdict(options or PrepareOptions()), **prepare_overrides})
-    if isinstance(source, Interactions):
+    if not isinstance(source, str | os.PathLike):                  # an Interactions table: prepared, not cached
+        from seqrec.data.prepare import prepare
+
         return prepare(source, options)
 
     started = time.perf_counter()
@@ -63,6 +68,8 @@ def load(source: str | os.PathLike[str] | Interactions, *, format: str | None = 
     data = cache.load(folder, key) if use_cache else None
     hit = data is not None
     if data is None:
+        from seqrec.data.prepare import prepare
+
         interactions = _read(source, read_options)
         data = prepare(interactions, options)
         if use_cache:
