@@ -70,7 +70,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (the median is over them)")
     parser.add_argument("--steps", type=int, default=6, help="training steps per config per round")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--batching", default="random", choices=["random", "length"], help="train.batching")
+    parser.add_argument("--batching", default="random", choices=["random", "length", "config"],
+                        help="train.batching for every config, or each config's own (config)")
     parser.add_argument("--full-epochs", action="store_true",
                         help="each round times one whole epoch of every config (--steps is ignored)")
     parser.add_argument("--result", default=None, help="default: results/step_speed_<set>.json")
@@ -90,7 +91,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     trainers, split = {}, None
     for name, (file, overrides) in cases.items():
-        config = load_config(CONFIGS / file, [*overrides, "train.progress=false", f"train.batching={args.batching}"])
+        batching = [] if args.batching == "config" else [f"train.batching={args.batching}"]
+        config = load_config(CONFIGS / file, [*overrides, "train.progress=false", *batching])
         split = split or api.load_split(config)
         torch.manual_seed(0)
         model = build_model(config.model.name, split.data.num_items, config.model.params)
@@ -102,7 +104,7 @@ def main() -> int:
         rng = np.random.default_rng(0)
         order = rng.permutation(trainer.starts.shape[0])
         size = trainer.train_cfg.batch_size
-        if args.batching == "length":
+        if trainer.train_cfg.batching == "length":
             lengths = np.minimum(trainer.ends - trainer.starts, trainer.model.max_len + 1)
             return length_batches(order, lengths, size, rng)
         return [order[i:i + size] for i in range(0, order.shape[0] - size + 1, size)]
@@ -121,7 +123,7 @@ def main() -> int:
             times[name].append((time.perf_counter() - started) / len(chosen) * 1000)
         print(f"round {round_ + 1}: " + ", ".join(f"{n} {t[-1]:.0f} ms" for n, t in times.items()), flush=True)
     rows = {name: {"ms_per_step_median": round(statistics.median(t), 1), "ms_per_step": [round(x, 1) for x in t],
-                   "steps_per_epoch": len(batches[name]),
+                   "steps_per_epoch": len(batches[name]), "batching": trainers[name].train_cfg.batching,
                    "seconds_per_epoch_estimate": round(statistics.median(t) * len(batches[name]) / 1000, 1),
                    "parameters": sum(p.numel() for p in trainers[name].model.parameters())}
             for name, t in times.items()}

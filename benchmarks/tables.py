@@ -120,11 +120,11 @@ def ml1m_speed_table() -> str:
            f"{'whole epochs' if result['steps_per_round'] == 'epoch' else str(result['steps_per_round']) + ' steps'}"
            f" x {result['rounds']} rounds, load average {result.get('loadavg_1_5_15_at_start', ['?'])[0]} at start, "
            f"{result.get('loadavg_1_5_15_at_end', ['?'])[0]} at end")
-    lines = [f"Measured {how}.", "", "| config | ms/step (median) | steps/epoch | train s/epoch | parameters |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [f"Measured {how}.", "", "| config | batching | ms/step (median) | steps/epoch | train s/epoch | "
+             "parameters |", "|---|---|---:|---:|---:|---:|"]
     for name, row in result["cases"].items():
-        lines.append(f"| {name} | {row['ms_per_step_median']:,} | {row['steps_per_epoch']} | "
-                     f"{row['seconds_per_epoch_estimate']} | {row['parameters']:,} |")
+        lines.append(f"| {name} | {row.get('batching', result['batching'])} | {row['ms_per_step_median']:,} | "
+                     f"{row['steps_per_epoch']} | {row['seconds_per_epoch_estimate']} | {row['parameters']:,} |")
     return "\n".join(lines)
 
 
