@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from seqrec.data.sequences import SequenceData
 from seqrec.data.vocab import Vocab
+from seqrec.fileio import atomic_write, write_json
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +58,12 @@ def save(data: SequenceData, folder: Path, key: str, meta: dict) -> Path:
               "user_raw": data.users.raw, "item_raw": data.item_vocab.raw}
     if data.ratings is not None:
         arrays["ratings"] = data.ratings
-    npz_path = folder / f"{key}.npz"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, allow_pickle=False, **arrays)
-        digest = file_digest(tmp)
-        os.replace(tmp, npz_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    record = {"format": CACHE_FORMAT, "key": key, "npz_blake2b": digest, "npz_size": npz_path.stat().st_size,
-              "has_time": data.has_time, "source": data.source, "info": data.info, **meta}
-    _write_json_atomic(folder / f"{key}.json", record)
+    # the .npz first, then the .json that vouches for it: a kill in between leaves an entry `load` ignores
+    npz_path = atomic_write(folder / f"{key}.npz", lambda handle: np.savez(handle, allow_pickle=False, **arrays))
+    record = {"format": CACHE_FORMAT, "key": key, "npz_blake2b": file_digest(npz_path),
+              "npz_size": npz_path.stat().st_size, "has_time": data.has_time, "source": data.source,
+              "info": data.info, **meta}
+    write_json(folder / f"{key}.json", record, indent=1, sort_keys=True)
     return npz_path
 
 
@@ -112,14 +105,3 @@ def _check(data: SequenceData) -> None:
         raise ValueError("times or ratings not aligned with items")
     if n and (data.items.min() < 1 or data.items.max() > data.num_items):
         raise ValueError("item ids outside the vocabulary")
-
-
-def _write_json_atomic(path: Path, record: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

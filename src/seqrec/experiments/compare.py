@@ -141,7 +141,7 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from seqrec.train.checkpoint import atomic_write
+    from seqrec.fileio import atomic_write
 
     figure = Figure(figsize=(9, 5), layout="constrained")
     FigureCanvasAgg(figure)

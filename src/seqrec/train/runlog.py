@@ -2,7 +2,7 @@
 
 Everything here is written so that a run killed at any moment (including `kill -9`) leaves files that are either
 the previous complete version or the new complete version: whole-file writes go through
-`seqrec.train.checkpoint.atomic_write`, and the append-only epoch log tolerates a torn last line.
+`seqrec.fileio.atomic_write`, and the append-only epoch log tolerates a torn last line.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from seqrec.errors import DataError
-from seqrec.train.checkpoint import atomic_write
+from seqrec.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
