@@ -8,7 +8,7 @@ minutes, so that it fits in 30 minutes on this CPU. Trials are chosen on validat
 and the baseline are each tested once.
 
     SEQREC_DATA=../shared/datasets OMP_NUM_THREADS=1 python benchmarks/bench_tune.py \
-        [--trials 20] [--trial-minutes 1.3] [--timeout 30] [--set train.num_threads=1] [--note "..."]
+        [--trials 20] [--trial-minutes 2.5] [--timeout 30] [--set train.num_threads=1] [--note "..."]
 
 Both runs resume where they stopped when started again with the same --out. Writes
 `benchmarks/results/tune_ml100k.json` and prints the trial table and the comparison.
@@ -34,7 +34,7 @@ def main() -> int:
     parser.add_argument("--config", default=str(HERE.parent / "configs" / "ml100k_sasrec.yaml"))
     parser.add_argument("--space", default=str(HERE.parent / "configs" / "spaces" / "sasrec.yaml"))
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--trial-minutes", type=float, default=1.3, help="training budget of each trial")
+    parser.add_argument("--trial-minutes", type=float, default=2.5, help="training budget of each trial")
     parser.add_argument("--timeout", type=float, default=30, help="start no trial after this many minutes")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

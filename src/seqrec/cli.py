@@ -263,8 +263,11 @@ def evaluate(run_dir, split_name, as_json) -> None:
 @click.option("--seed", type=int, default=None, help="Seed of the sampler and of every trial (default: "
                                                      "train.seed); the study is reproduced by it.")
 @click.option("--no-prune", is_flag=True, help="Run every trial to its end (no median pruning).")
+@click.option("--prune-after", type=click.IntRange(min=0), default=5, show_default=True, metavar="EPOCHS",
+              help="Epochs a trial always runs before the median rule may stop it (a new study's setting).")
 @click.option("--json", "as_json", is_flag=True, help="Print the trials and the best trial as JSON.")
-def tune(config_path, space_path, trials, timeout_minutes, overrides, out, resume, seed, no_prune, as_json) -> None:
+def tune(config_path, space_path, trials, timeout_minutes, overrides, out, resume, seed, no_prune, prune_after,
+         as_json) -> None:
     """Search hyper-parameters with Optuna: each trial is an ordinary run in --out, scored on validation.
 
     The objective is the validation eval.metric of each trial's best epoch (the test set is never used to
@@ -274,7 +277,8 @@ def tune(config_path, space_path, trials, timeout_minutes, overrides, out, resum
 
     _setup_logging(quiet=as_json)
     result = run_study(config_path, space_path, out=out, trials=trials, overrides=overrides,
-                       timeout_minutes=timeout_minutes, resume=resume, seed=seed, prune=not no_prune)
+                       timeout_minutes=timeout_minutes, resume=resume, seed=seed, prune=not no_prune,
+                       prune_after=prune_after)
     if as_json:
         click.echo(json.dumps({"metric": result.metric, "trials": result.rows, "best": result.best,
                                "seconds": round(result.seconds, 1)}, indent=1, default=str))

@@ -100,7 +100,7 @@ def test_a_study_is_reproduced_by_its_seed(tiny_config, space_file, tmp_path):
 def test_a_trial_made_bad_is_pruned(tiny_config, tmp_path):
     space = write(tmp_path / "lr.yaml", "train.lr: {type: float, low: 1.0e-6, high: 1.0e-2, log: true}\n")
     out = tmp_path / "study"
-    tune(tiny_config, space, out=out, trials=0, overrides=["train.epochs=4"])     # creates the study only
+    tune(tiny_config, space, out=out, trials=0, overrides=["train.epochs=4"], prune_after=2)   # the study only
     study = _study(out)
     for lr in (8e-3, 9e-3, 1e-2, 1e-6):                   # three good trials, then one that cannot learn
         study.enqueue_trial({"train.lr": lr})

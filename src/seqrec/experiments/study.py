@@ -13,7 +13,8 @@ A study directory holds:
 The objective is the full validation metric `eval.metric` of each trial's best epoch; trials never look at the
 test targets (`api.train(..., evaluate_test=False)`), only the best trial is tested, once, at the end. Each epoch's
 validation value is reported to the pruner (median rule), which stops a trial worse than the median of the
-earlier trials at the same epoch; the stopped run directory is complete (it says why it stopped).
+earlier trials at the same epoch (never before `prune_after` epochs, 5 by default: early epochs are noisy); the
+stopped run directory is complete (it says why it stopped).
 
 Every trial trains with the study's seed (`--seed`, default `train.seed`) unless `train.seed` is searched, and the
 TPE sampler is seeded with it, so a study run from start to end is reproduced by its seed. A study can be
@@ -60,7 +61,7 @@ class StudyResult:
 
 def tune(config: str | Path | None, space: str | Path | None, *, out: str | Path, trials: int,
          overrides: Sequence[str] = (), timeout_minutes: float | None = None, resume: bool = False,
-         seed: int | None = None, prune: bool = True) -> StudyResult:
+         seed: int | None = None, prune: bool = True, prune_after: int = 5) -> StudyResult:
     """Run (or continue) a study of `trials` trials in `out`; returns the trial table and the best trial.
 
     Args:
@@ -74,6 +75,7 @@ def tune(config: str | Path | None, space: str | Path | None, *, out: str | Path
         resume: continue the study in `out` (also how a second process joins a running study).
         seed: the study's seed (sampler and trials); default `train.seed` of the config.
         prune: stop trials whose validation curve falls below the median of earlier trials.
+        prune_after: validated epochs a trial always gets before it may be pruned (early epochs are noisy).
 
     Raises:
         ConfigError: a bad config, space or key (before any trial runs); `out` holding a study without
@@ -82,13 +84,14 @@ def tune(config: str | Path | None, space: str | Path | None, *, out: str | Path
     optuna = _optuna()
     out = Path(out)
     started = time.perf_counter()
-    settings = _open_study_dir(out, config, space, overrides, resume, seed, prune)
+    settings = _open_study_dir(out, config, space, overrides, resume, seed, prune, prune_after)
     dims = read_space(out / "space.yaml")
     metric = load_config(out / "base.yaml").eval.metric
     storage = optuna.storages.RDBStorage(f"sqlite:///{(out / 'study.db').resolve()}",
                                          engine_kwargs={"connect_args": {"timeout": 120}})
     sampler = optuna.samplers.TPESampler(seed=settings["seed"], n_startup_trials=min(10, max(3, trials // 3)))
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2) if settings["prune"]
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=settings.get("prune_after", 5))
+              if settings["prune"]
               else optuna.pruners.NopPruner())
     study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner,
                                 direction="maximize", load_if_exists=True)
@@ -117,7 +120,7 @@ def _optuna():
 
 
 def _open_study_dir(out: Path, config, space, overrides: Sequence[str], resume: bool, seed: int | None,
-                    prune: bool) -> dict:
+                    prune: bool, prune_after: int) -> dict:
     """Create the study directory (config, space and settings fixed there), or check a resumed one's."""
     stored = out / "study.json"
     if resume and not stored.exists():
@@ -136,8 +139,9 @@ def _open_study_dir(out: Path, config, space, overrides: Sequence[str], resume: 
     base = load_config(config, overrides)
     if not resume:
         seed = base.train.seed if seed is None else seed
-        settings = {"seed": seed, "prune": prune, "config": str(config) if config is not None else None,
-                    "overrides": list(overrides), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+        settings = {"seed": seed, "prune": prune, "prune_after": prune_after,
+                    "config": str(config) if config is not None else None, "overrides": list(overrides),
+                    "created": time.strftime("%Y-%m-%d %H:%M:%S")}
         out.mkdir(parents=True, exist_ok=True)
         dump_config(base, out / "base.yaml")
         write_text(out / "space.yaml", yaml.safe_dump(space_to_dict(dims), sort_keys=False))
