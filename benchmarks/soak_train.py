@@ -43,6 +43,7 @@ train: {lr: 0.002, batch_size: 128, epochs: 5, patience: 0, seed: 11, num_thread
 eval: {ks: [10], metric: NDCG@10}
 """
 PNG_END = b"IEND\xaeB`\x82"
+_TEMP_MARK = ".tmp-"                              # seqrec.fileio's temp files: .<name>.tmp-<pid>-<random>
 
 
 def check_run_dir(run: Path) -> list[str]:
@@ -140,6 +141,53 @@ def soak_training(work: Path, kills: int, rng: random.Random, log=print) -> dict
     return stats
 
 
+def soak_writes(work: Path, kills: int, rng: random.Random, log=print, timeout: float = 600) -> dict:
+    """Kills aimed at file writes: poll the run directory every ~0.5 ms and SIGKILL the moment the n-th temp file
+    of an atomic write (config, checkpoints, results, curves; n drawn at random per start) appears; resume;
+    every file must load and a finished run must give the reference metrics (`soak_training` writes the
+    reference first)."""
+    config = work / "soak.yaml"
+    reference = json.loads((work / "reference" / "results.json").read_text())
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    stats = {"kills_inside_a_write": 0, "attempts": 0, "written_files_hit": {}, "corrupt": [], "mismatches": [],
+             "errors": []}
+    run = work / "writes"
+    deadline = time.monotonic() + timeout
+    while stats["kills_inside_a_write"] < kills and time.monotonic() < deadline:
+        process = subprocess.Popen(train_command(config, run), env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+        stats["attempts"] += 1
+        hit, seen, wanted = None, set(), rng.randrange(1, 16)
+        while process.poll() is None and hit is None:
+            for folder in (run, run / "checkpoints"):
+                try:
+                    seen.update(e.name for e in os.scandir(folder) if _TEMP_MARK in e.name)
+                except FileNotFoundError:
+                    continue
+            if len(seen) >= wanted:
+                process.send_signal(signal.SIGKILL)
+                hit = True
+            time.sleep(0.0005)
+        process.wait()
+        if hit and process.returncode == -signal.SIGKILL and _temps(run):      # killed while a temp file was open
+            stats["kills_inside_a_write"] += 1
+            for temp in run.rglob(f".*{_TEMP_MARK}*"):                     # the writes the kill interrupted
+                target = temp.name[1:].split(_TEMP_MARK)[0]
+                stats["written_files_hit"][target] = stats["written_files_hit"].get(target, 0) + 1
+            stats["corrupt"] += check_run_dir(run)
+            continue
+        if process.returncode != 0:
+            stats["errors"].append(f"exit {process.returncode}: {process.stderr.read()[-2000:]}")
+            break
+        results = json.loads((run / "results.json").read_text())      # finished: compare, start a new run
+        stats["mismatches"] += [f"{s} {k}" for s in ("valid", "test") for k, v in reference[s].items()
+                                if abs(results[s][k] - v) > 1e-9]
+        run = work / f"writes-{stats['attempts']}"
+    log(f"  writes: {stats['kills_inside_a_write']} kills inside a write over {stats['attempts']} starts: "
+        f"{stats['written_files_hit']}")
+    return stats
+
+
 def soak_prepare(work: Path, kills: int, rows: int, rng: random.Random, log=print) -> dict:
     from seqrec.data.synthetic import write_csv_log
 
@@ -191,6 +239,7 @@ def soak_prepare(work: Path, kills: int, rows: int, rng: random.Random, log=prin
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=50, help="kills of training runs")
+    parser.add_argument("--write-kills", type=int, default=20, help="kills inside an atomic file write")
     parser.add_argument("--prepare-kills", type=int, default=20, help="kills of `seqrec data prepare`")
     parser.add_argument("--rows", type=int, default=2_000_000, help="rows of the CSV that data prepare reads")
     parser.add_argument("--seed", type=int, default=0)
@@ -204,14 +253,18 @@ def main() -> int:
         print(f"training: {training['kills']} kills over {training['restarts']} starts, {training['runs_finished']} "
               f"runs finished, {len(training['corrupt'])} corrupt files, {len(training['mismatches'])} mismatches, "
               f"{len(training['errors'])} errors")
+        writes = soak_writes(Path(work), args.write_kills, rng)
+        print(f"writes: {writes['kills_inside_a_write']} kills inside a write, {len(writes['corrupt'])} corrupt "
+              f"files, {len(writes['mismatches'])} mismatches, {len(writes['errors'])} errors")
         preparing = soak_prepare(Path(work), args.prepare_kills, args.rows, rng)
-    result = {"date": date.today().isoformat(), "seed": args.seed, "training": training, "prepare": preparing,
+    result = {"date": date.today().isoformat(), "seed": args.seed, "training": training, "writes": writes,
+              "prepare": preparing,
               "wall_s": round(time.perf_counter() - started, 1),
               "loadavg_1_5_15_at_start": [round(x, 2) for x in load_at_start],
               "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()]}
     Path(args.result).write_text(json.dumps(result, indent=1) + "\n")
-    ok = not any(training[k] for k in ("corrupt", "mismatches", "errors")) and not any(
-        preparing[k] for k in ("mismatches", "errors"))
+    ok = (not any(training[k] or writes[k] for k in ("corrupt", "mismatches", "errors"))
+          and not any(preparing[k] for k in ("mismatches", "errors")))
     print(f"{'PASS' if ok else 'FAIL'}; wrote {args.result}")
     return 0 if ok else 1
 

@@ -21,6 +21,14 @@ def test_random_kills_of_training_and_resumes(tmp_path):
 
 
 @pytest.mark.slow
+def test_kills_inside_atomic_writes(tmp_path):
+    soak_train.soak_training(tmp_path, kills=0, rng=random.Random(1), log=lambda *_: None)      # the reference
+    stats = soak_train.soak_writes(tmp_path, kills=3, rng=random.Random(4), log=lambda *_: None, timeout=300)
+    assert stats["kills_inside_a_write"] == 3 and sum(stats["written_files_hit"].values()) >= 3
+    assert stats["corrupt"] == [] and stats["mismatches"] == [] and stats["errors"] == []
+
+
+@pytest.mark.slow
 def test_random_kills_of_data_prepare(tmp_path):
     stats = soak_train.soak_prepare(tmp_path, kills=2, rows=300_000, rng=random.Random(2), log=lambda *_: None)
     assert stats["kills"] == 2 and stats["mismatches"] == [] and stats["errors"] == []
