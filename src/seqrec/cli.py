@@ -6,6 +6,7 @@ a traceback; usage errors exit with status 2 (click's convention).
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from datetime import UTC, datetime
@@ -69,7 +70,7 @@ def data_prepare(source, fmt, columns, separator, header, min_user_count, min_it
 
     mapping = None
     if columns:
-        from seqrec.data.readers import parse_column_mapping        # polars: only when a file is read anyway
+        from seqrec.data.readers import parse_column_mapping  # polars: only when a file is read anyway
 
         mapping = parse_column_mapping(columns)
     if separator == "\\t":
@@ -611,12 +612,22 @@ def _show(key: str, value) -> str:
     return str(value)
 
 
+_RESOURCE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.ENAMETOOLONG, errno.EIO}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `seqrec` console script."""
     try:
         cli.main(args=argv, prog_name="seqrec", standalone_mode=False)
     except SeqrecError as exc:
         click.echo(f"error: {exc}", err=True)
+        return 1
+    except OSError as exc:
+        if exc.errno not in _RESOURCE_ERRORS:
+            raise
+        # a full, read-only or forbidden disk: every write is atomic, so what was there is intact
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"error: {where}{exc.strerror or exc} (nothing written there was left half-done)", err=True)
         return 1
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

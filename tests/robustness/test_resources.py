@@ -157,3 +157,31 @@ def test_recommendations_to_a_full_disk_fail_clearly_and_keep_the_old_file(demo_
         subprocess.run(["umount", str(full)], capture_output=True)
     assert main(["recommend", str(run_dir), "--users-file", str(users), "-k", "2", "-o", str(tmp_path / "t.csv")]) == 0
     assert len((tmp_path / "t.csv").read_text().splitlines()) == 1 + 2 * 500
+
+
+def test_training_onto_a_full_or_read_only_disk_is_one_clear_error(tmp_path, capsys):
+    from seqrec.cli import main
+
+    tiny = ["--set", "model.dim=8", "--set", "model.max_len=10", "--set", "train.epochs=2", "--quiet"]
+    full = tmp_path / "full"
+    full.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(full)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and mount rights for a small tmpfs")
+    try:
+        assert main(["train", *tiny, "--out", str(full / "run")]) == 1          # the checkpoints do not fit
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.splitlines()[-1].startswith("error: ")
+        assert "disk" in err or "No space left" in err
+    finally:
+        subprocess.run(["umount", str(full)], capture_output=True)
+    source, read_only = tmp_path / "ro-source", tmp_path / "ro"
+    source.mkdir()
+    if not _read_only_bind(source, read_only):
+        pytest.skip("needs root and mount rights for a read-only bind mount")
+    try:
+        assert main(["train", *tiny, "--out", str(read_only / "run")]) == 1
+        err = capsys.readouterr().err
+        assert "Read-only file system" in err and str(read_only / "run") in err and "Traceback" not in err
+    finally:
+        subprocess.run(["umount", str(read_only)], capture_output=True)

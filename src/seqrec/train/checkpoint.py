@@ -9,6 +9,7 @@ so a resumed run continues bit-exactly.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import pickle
@@ -85,7 +86,10 @@ def save_checkpoint(path: str | PathLike[str], payload: dict[str, Any]) -> None:
     # Validate before writing so a bad payload never replaces a good checkpoint with an unloadable one.
     _check_loadable(payload, "payload", set())
     payload = {"format": CHECKPOINT_FORMAT, **payload}
-    atomic_write(path, lambda handle: torch.save(payload, handle))
+    try:
+        atomic_write(path, lambda handle: torch.save(payload, handle))
+    except RuntimeError as error:        # torch's stream writer reports a failed write (e.g. a full disk) so
+        raise OSError(errno.EIO, f"cannot write the checkpoint ({error}); is the disk full?", str(path)) from None
     logger.debug("saved checkpoint %s", path)
 
 
