@@ -87,6 +87,11 @@ class SequentialRecommender(nn.Module):
         """Longest history the model reads (L); histories are cut to their last `max_len` items."""
         return int(getattr(self.config, "max_len", 1))
 
+    def check_width(self, items: Tensor) -> None:
+        """Refuse rows wider than `max_len` (the position tables and the attention scale are sized by it)."""
+        if items.shape[1] > self.max_len:
+            raise ValueError(f"sequence length {items.shape[1]} exceeds max_len={self.max_len}")
+
     def forward(self, batch: CausalBatch) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from seqrec.data.batches import CausalBatch
 from seqrec.models.base import ModelConfig, SequentialRecommender, align_right
 from seqrec.models.layers.attention import Dropout, TransformerBlock, attention_mask
+from seqrec.models.layers.init import init_linear_and_embeddings_
 
 
 class BERT4RecConfig(ModelConfig):
@@ -64,19 +65,11 @@ class BERT4Rec(SequentialRecommender):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        std = self.config.init_std
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.trunc_normal_(module.weight, 0.0, std, -2 * std, 2 * std)
-            if isinstance(module, nn.Linear):
-                nn.init.zeros_(module.bias)
-        with torch.no_grad():
-            self.items.weight[0].zero_()
+        init_linear_and_embeddings_(self, "truncated_normal", self.config.init_std, padding=self.items)
 
     def forward(self, batch: CausalBatch) -> Tensor:
         items = batch.items                                                      # [B, L], may hold mask ids
-        if items.shape[1] > self.config.max_len:
-            raise ValueError(f"sequence length {items.shape[1]} exceeds max_len={self.config.max_len}")
+        self.check_width(items)
         valid = items != 0                                                       # [B, L]
         before = valid.cumsum(dim=1)
         positions = (before[:, -1:] - before).clamp(max=self.config.max_len - 1)  # real tokens after t

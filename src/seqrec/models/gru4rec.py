@@ -72,8 +72,7 @@ class GRU4Rec(SequentialRecommender):
 
     def forward(self, batch: CausalBatch) -> Tensor:
         items = batch.items                                                          # [B, L]
-        if items.shape[1] > self.config.max_len:
-            raise ValueError(f"sequence length {items.shape[1]} exceeds max_len={self.config.max_len}")
+        self.check_width(items)
         left, order = align_left(items)                                              # real items first
         lengths = (left != 0).sum(dim=1)                                             # [B]
         width = max(int(lengths.max()), 1) if left.numel() else 1

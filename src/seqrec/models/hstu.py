@@ -147,8 +147,7 @@ class HSTU(SequentialRecommender):
     def forward(self, batch: CausalBatch) -> Tensor:
         items = batch.items                                                           # [B, L]
         config = self.config
-        if items.shape[1] > config.max_len:
-            raise ValueError(f"sequence length {items.shape[1]} exceeds max_len={config.max_len}")
+        self.check_width(items)
         times = batch.times if config.time_bias else None                            # [B, L] or None
         if config.time_bias and times is None:
             raise ValueError("time_bias=True needs timestamps in the batch (CausalBatch.times)")

@@ -28,6 +28,7 @@ from seqrec.data.batches import CausalBatch
 from seqrec.models.base import ModelConfig, SequentialRecommender
 from seqrec.models.layers.attention import Dropout
 from seqrec.models.layers.conv import CausalConv1d
+from seqrec.models.layers.init import init_linear_and_embeddings_
 
 
 class NextItNetConfig(ModelConfig):
@@ -85,18 +86,11 @@ class NextItNet(SequentialRecommender):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, 0.0, 0.02)
-            if isinstance(module, nn.Linear):
-                nn.init.zeros_(module.bias)
-        with torch.no_grad():
-            self.items.weight[0].zero_()
+        init_linear_and_embeddings_(self, "normal", 0.02, padding=self.items)
 
     def forward(self, batch: CausalBatch) -> Tensor:
         items = batch.items                                                      # [B, L]
-        if items.shape[1] > self.config.max_len:
-            raise ValueError(f"sequence length {items.shape[1]} exceeds max_len={self.config.max_len}")
+        self.check_width(items)
         keep = (items != 0).unsqueeze(-1).to(self.items.weight.dtype)            # [B, L, 1]
         x = self.items(items) * self.scale                                        # [B, L, D]
         x = self.dropout(x) * keep

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from pydantic import Field
 from torch import Tensor, nn
 
 from seqrec.data.batches import CausalBatch
 from seqrec.models.base import ModelConfig, SequentialRecommender, last_positions
 from seqrec.models.layers.attention import Dropout, TransformerBlock, attention_mask
+from seqrec.models.layers.init import init_linear_and_embeddings_
 
 
 class SASRecConfig(ModelConfig):
@@ -64,16 +64,7 @@ class SASRec(SequentialRecommender):
     def reset_parameters(self) -> None:
         """Normal(0, init_std) weights, zero biases (BERT/GPT-2 style); `init_std=None` uses Xavier uniform."""
         std = self.config.init_std
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                if std is None:
-                    nn.init.xavier_uniform_(module.weight)
-                else:
-                    nn.init.normal_(module.weight, 0.0, std)
-            if isinstance(module, nn.Linear):
-                nn.init.zeros_(module.bias)
-        with torch.no_grad():
-            self.items.weight[0].zero_()
+        init_linear_and_embeddings_(self, "xavier" if std is None else "normal", std or 0.0, padding=self.items)
 
     def forward(self, batch: CausalBatch) -> Tensor:
         x, keep, mask = self._encode(batch.items, len(self.blocks))
@@ -88,8 +79,7 @@ class SASRec(SequentialRecommender):
 
     def _encode(self, items: Tensor, num_blocks: int) -> tuple[Tensor, Tensor, Tensor]:
         """(states after the first `num_blocks` blocks [B, L, D], real-position mask [B, L, 1], attention mask)."""
-        if items.shape[1] > self.config.max_len:
-            raise ValueError(f"sequence length {items.shape[1]} exceeds max_len={self.config.max_len}")
+        self.check_width(items)
         valid = items != 0                                                            # [B, L]
         before = valid.cumsum(dim=1)                                                  # [B, L] real items up to t
         from_end = self.config.positions == "from_end"

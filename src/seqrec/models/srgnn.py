@@ -30,6 +30,7 @@ from seqrec.models.base import ModelConfig, SequentialRecommender, last_position
 from seqrec.models.layers.attention import Dropout, TransformerBlock, attention_mask
 from seqrec.models.layers.gnn import GatedGraphNetwork
 from seqrec.models.layers.graphs import srgnn_graph
+from seqrec.models.layers.init import init_linear_and_embeddings_
 
 
 class SRGNNConfig(ModelConfig):
@@ -147,13 +148,7 @@ class GCSAN(_SessionGraphModel):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, 0.0, self.config.init_std)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        with torch.no_grad():
-            self.items.weight[0].zero_()
+        init_linear_and_embeddings_(self, "normal", self.config.init_std, padding=self.items)
 
     def session_state(self, items: Tensor) -> Tensor:
         items = self.fit_width(items)

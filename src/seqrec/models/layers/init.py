@@ -38,3 +38,17 @@ def init_embedding_(embedding: nn.Embedding, scheme: InitScheme, std: float = 0.
         with torch.no_grad():
             embedding.weight[embedding.padding_idx].zero_()
     return embedding
+
+
+def init_linear_and_embeddings_(model: nn.Module, scheme: InitScheme, std: float = 0.02,
+                                padding: nn.Embedding | None = None) -> None:
+    """Every Linear and Embedding weight of `model` by `scheme` (in module order, so seeded runs repeat),
+    every Linear bias zero, and `padding`'s row 0 zeroed (the padding item)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            init_weight_(module.weight, scheme, std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    if padding is not None:
+        with torch.no_grad():
+            padding.weight[0].zero_()
