@@ -230,3 +230,16 @@ def test_column_scores_match_autograd_gather_with_repeated_columns(rows):
     (expected * weights).sum().backward()
     assert torch.allclose(_ColumnScores.apply(q, v, cols, rows), expected, atol=1e-6)
     assert torch.allclose(got[0], q.grad, atol=1e-5) and torch.allclose(got[1], v.grad, atol=1e-5)
+
+
+def test_loss_spec_of_a_config_section_takes_every_field():
+    from dataclasses import fields
+
+    from seqrec.config import load_config
+
+    section = load_config(None, ["loss.name=sampled_softmax", "loss.num_negatives=7", "loss.negatives=in_batch",
+                                 "loss.log_q_correction=false", "loss.shared_negatives=false"]).loss
+    spec = LossSpec.of(section)
+    assert {f.name: getattr(spec, f.name) for f in fields(spec)} == {
+        "name": "sampled_softmax", "num_negatives": 7, "negatives": "in_batch", "log_q_correction": False,
+        "shared_negatives": False}

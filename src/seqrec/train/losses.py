@@ -20,7 +20,7 @@ for BCE/BPR a drawn negative equal to the positive is ignored (masked out of the
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -236,6 +236,11 @@ class LossSpec:
     negatives: str = "uniform"          # sampled softmax: "uniform" or "in_batch"
     log_q_correction: bool = True       # in-batch sampled softmax only
     shared_negatives: bool = True       # uniform sampled softmax: K for the batch (True) or K per position
+
+    @classmethod
+    def of(cls, section) -> LossSpec:
+        """The spec of a `loss` config section (`seqrec.config.LossConfig`): its keys of the same names."""
+        return cls(**{f.name: getattr(section, f.name) for f in fields(cls)})
 
 
 def compute_loss(spec: LossSpec, states: Tensor, targets: Tensor, table: Tensor, similarity: nn.Module, *,

@@ -203,8 +203,7 @@ class Trainer:
         self.model, self.split, self.config, self.dist = model, split, config, dist
         self.on_epoch = on_epoch
         self.train_cfg, self.eval_cfg = config.train, config.eval
-        self.loss_spec = LossSpec(config.loss.name, config.loss.num_negatives, config.loss.negatives,
-                                  config.loss.log_q_correction, config.loss.shared_negatives)
+        self.loss_spec = LossSpec.of(config.loss)
         self.device = resolve_device(device or self.train_cfg.device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.writes = dist.is_main                         # rank 0 owns the run directory
