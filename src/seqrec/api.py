@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqrec.config import RunConfig, config_from_dict, config_hash, config_to_dict, dump_config, load_config
+from seqrec.config import SECTIONS, RunConfig, config_from_dict, config_hash, config_to_dict, dump_config, load_config
 from seqrec.data.pipeline import load
 from seqrec.data.sequences import SequenceData
 from seqrec.data.splits import Split, leave_one_out, temporal
@@ -32,7 +32,6 @@ from seqrec.train.runlog import make_run_dir, write_json
 from seqrec.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
-SECTIONS = ("data", "split", "model", "loss", "train", "eval")
 
 
 def make_config(config: RunConfig | str | Path | None = None, model: str | dict | None = None,
