@@ -66,6 +66,13 @@ def test_a_cache_folder_that_cannot_be_written_only_costs_the_cache(demo_run, tm
     assert "cannot write the prepared-data cache" in done.stderr and str(reference[0][0]) in done.stdout
 
 
+def _small_tmpfs(target: Path, size: str) -> bool:
+    """Mount a tmpfs of `size` at `target` (a full disk after a few writes); False without the rights."""
+    target.mkdir()
+    return os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
+                                                capture_output=True).returncode == 0
+
+
 def _read_only_bind(source: Path, target: Path) -> bool:
     """Bind-mount `source` read-only at `target` (needs root and mount rights); False when not possible."""
     target.mkdir()
@@ -142,9 +149,7 @@ def test_recommendations_to_a_full_disk_fail_clearly_and_keep_the_old_file(demo_
     assert main(["recommend", str(run_dir), "--users-file", str(users), "-o", str(tmp_path / "no" / "x.csv")]) == 1
     assert "the folder" in capsys.readouterr().err and not (tmp_path / "no").exists()
     full = tmp_path / "full"
-    full.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(full)],
-                                           capture_output=True).returncode != 0:
+    if not _small_tmpfs(full, "16k"):
         pytest.skip("needs root and mount rights for a small tmpfs")
     try:
         (full / "top.csv").write_text("old\n")
@@ -164,9 +169,7 @@ def test_training_onto_a_full_or_read_only_disk_is_one_clear_error(tmp_path, cap
 
     tiny = ["--set", "model.dim=8", "--set", "model.max_len=10", "--set", "train.epochs=2", "--quiet"]
     full = tmp_path / "full"
-    full.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(full)],
-                                           capture_output=True).returncode != 0:
+    if not _small_tmpfs(full, "48k"):
         pytest.skip("needs root and mount rights for a small tmpfs")
     try:
         assert main(["train", *tiny, "--out", str(full / "run")]) == 1          # the checkpoints do not fit
