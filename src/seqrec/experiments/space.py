@@ -49,7 +49,8 @@ class Dimension:
             return trial.suggest_categorical(self.key, list(self.choices))
         if self.kind == "int":
             return trial.suggest_int(self.key, self.low, self.high, step=self.step or 1, log=self.log)
-        return trial.suggest_float(self.key, self.low, self.high, step=self.step, log=self.log)
+        value = trial.suggest_float(self.key, self.low, self.high, step=self.step, log=self.log)
+        return round(value, 12) if self.step else value     # 0.1 steps: 0.3, not 0.30000000000000004
 
     def edges(self) -> list:
         """The values checked before the first trial: both bounds, or every choice."""
