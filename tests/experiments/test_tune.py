@@ -233,3 +233,10 @@ def test_the_shipped_space_fits_the_shipped_configs(monkeypatch, tmp_path):
     assert {dim.key for dim in space} >= {"train.lr", "model.num_blocks", "model.dim"}
     for config in ("ml100k_sasrec.yaml", "demo_sasrec.yaml", "ml1m_sasrec.yaml"):
         check_space(space, REPO / "configs" / config)
+
+
+def test_the_timeout_stops_starting_trials(tiny_config, space_file, tmp_path):
+    result = tune(tiny_config, space_file, out=tmp_path / "study", trials=5, timeout_minutes=1e-4, prune=False,
+                  overrides=["train.epochs=1"])
+    assert len(result.rows) == 1 and result.rows[0]["state"] == "complete"     # the trial it started finished
+    assert result.best["trial"] == 0
