@@ -188,3 +188,30 @@ def test_training_onto_a_full_or_read_only_disk_is_one_clear_error(tmp_path, cap
         assert "Read-only file system" in err and str(read_only / "run") in err and "Traceback" not in err
     finally:
         subprocess.run(["umount", str(read_only)], capture_output=True)
+
+
+def test_loading_a_file_that_grows_meanwhile_caches_nothing(tmp_path):
+    """Regression: the file was fingerprinted, then read; a change in between cached the new rows under the old
+    content's key. Now a load overlapping appends is refused (by the reader or by the pipeline's check that the
+    file read is the one fingerprinted) and leaves no cache entry."""
+    from seqrec.data.pipeline import load
+
+    path, cache = tmp_path / "log.csv", tmp_path / "cache"
+    path.write_text("user,item,time\n" + "".join(f"u{n % 997},{n % 5003},{n}\n" for n in range(300_000)))
+    appender = ("import sys, itertools, time\n"
+                "with open(sys.argv[1], 'a') as f:\n"
+                "    for n in itertools.count():\n"
+                "        f.write(f'u{n % 997},{n % 5003},{10 ** 7 + n}\\n'); f.flush(); time.sleep(0.001)\n")
+    writer = subprocess.Popen([sys.executable, "-c", appender, str(path)])
+    refused = 0
+    try:
+        for _ in range(5):
+            with pytest.raises(DataError, match="changed while it was being read"):
+                load(path, cache_dir=cache)
+            refused += 1
+    finally:
+        writer.kill()
+        writer.wait()
+    assert refused == 5 and not (cache.exists() and list(cache.glob("*.npz")))
+    assert load(path, cache_dir=cache).info["cache_hit"] is False                # complete now: read and cached
+    assert load(path, cache_dir=cache).info["cache_hit"] is True

@@ -71,6 +71,8 @@ def load(source: str | os.PathLike[str] | Interactions, *, format: str | None = 
         from seqrec.data.prepare import prepare
 
         interactions = _read(source, read_options)
+        if str(source) != DEMO:
+            _check_unchanged(Path(source), fingerprint)
         data = prepare(interactions, options)
         if use_cache:
             try:
@@ -88,6 +90,14 @@ def load(source: str | os.PathLike[str] | Interactions, *, format: str | None = 
     if hit and str(source) != DEMO:
         object.__setattr__(data, "source", str(source))
     return data
+
+
+def _check_unchanged(path: Path, fingerprint: dict) -> None:
+    """The file read is the one fingerprinted: else its rows would be cached under another content's key."""
+    stat = os.stat(path)
+    if (stat.st_size, stat.st_mtime_ns) != (fingerprint["size"], fingerprint["mtime_ns"]):
+        raise DataError(f"{path} changed while it was being read (size {fingerprint['size']:,} -> "
+                        f"{stat.st_size:,} bytes); nothing was cached: read it again once it is complete")
 
 
 def _check_path(path: Path) -> None:
