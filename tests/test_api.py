@@ -189,7 +189,7 @@ def test_loading_an_unfinished_run_says_so(tmp_path, caplog):
     out = tmp_path / "run"
     api.train("demo", model={**SASREC, "max_len": 20}, out=out, train={**TRAIN, "epochs": 1})
     (out / "results.json").unlink()                                              # as while it still trains
-    with caplog.at_level("WARNING", logger="seqrec.api"):
+    with caplog.at_level("WARNING", logger="seqrec.runs"):
         run = api.Run.load(out)
     assert run.results == {} and "has not finished" in caplog.text and "epoch 1" in caplog.text
     for checkpoint in (out / "checkpoints").iterdir():                           # before its first epoch ends

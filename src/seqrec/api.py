@@ -10,7 +10,6 @@ Every CLI command is one call into this module; the CLI holds no logic of its ow
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,13 +19,14 @@ import numpy as np
 import torch
 
 from seqrec.config import SECTIONS, RunConfig, config_from_dict, config_hash, config_to_dict, dump_config, load_config
-from seqrec.data.pipeline import load
 from seqrec.data.sequences import SequenceData
-from seqrec.data.splits import Split, leave_one_out, temporal
+from seqrec.data.splits import Split
 from seqrec.errors import ConfigError
+from seqrec.evaluate import evaluate
 from seqrec.models import SequentialRecommender, build_model
+from seqrec.rundir import BEST, RunDir
+from seqrec.runs import load_data, load_session_split, load_split, make_split, open_run  # noqa: F401
 from seqrec.train import distributed, tracking
-from seqrec.train.checkpoint import load_checkpoint
 from seqrec.train.distributed import SINGLE, Dist
 from seqrec.train.runlog import make_run_dir, write_json
 from seqrec.train.trainer import Trainer
@@ -63,51 +63,6 @@ def make_config(config: RunConfig | str | Path | None = None, model: str | dict 
     return config_from_dict(tree)
 
 
-def load_data(config: RunConfig) -> SequenceData:
-    """Read and prepare `config.data` (through the cache)."""
-    d = config.data
-    return load(d.path, format=d.format, columns=d.columns, separator=d.separator, header=d.header,
-                use_cache=d.cache, dedupe=d.dedupe, min_rating=d.min_rating, min_user_count=d.min_user_count,
-                min_item_count=d.min_item_count)
-
-
-def load_split(config: RunConfig) -> Split:
-    """Read `config.data` and split it by `config.split` (the session protocol reads and splits in one go)."""
-    if config.split.protocol == "session":
-        return load_session_split(config)
-    return make_split(load_data(config), config)
-
-
-def load_session_split(config: RunConfig) -> Split:
-    """Session protocol: preprocessed train/test session files, or a raw click log preprocessed as SR-GNN."""
-    from seqrec.data import sessions
-    from seqrec.data.readers import read_interactions
-
-    d, s = config.data, config.split
-    valid_fraction = s.valid_fraction if s.valid_fraction is not None else 0.1
-    if d.test_path is not None:
-        return sessions.load_session_files(d.path, d.test_path, valid_fraction=valid_fraction,
-                                           valid_sessions=s.valid_sessions, seed=s.seed)
-    if d.format == "diginetica":
-        clicks = sessions.read_diginetica(d.path)
-    else:
-        clicks = read_interactions(d.path, format=d.format, columns=d.columns, separator=d.separator,
-                                   header=d.header)
-    return sessions.preprocess_sessions(clicks, test_days=s.test_days, max_session_len=s.max_session_len,
-                                        valid_fraction=valid_fraction, valid_sessions=s.valid_sessions,
-                                        seed=s.seed, source=d.path)
-
-
-def make_split(data: SequenceData, config: RunConfig) -> Split:
-    s = config.split
-    if s.protocol == "session":
-        raise ConfigError("split.protocol 'session' reads its own data (data.path and data.test_path); "
-                          "it cannot split prepared data")
-    if s.protocol == "temporal":
-        return temporal(data, valid_fraction=s.valid_fraction, test_fraction=s.test_fraction, targets=s.targets)
-    return leave_one_out(data)
-
-
 @dataclass
 class Run:
     """A trained model with its data split, configuration, results and (optionally) run directory."""
@@ -123,7 +78,10 @@ class Run:
         """Full-ranking metrics of the model on the `valid` or `test` targets."""
         if split not in ("valid", "test"):
             raise ConfigError(f"unknown split {split!r}; expected 'valid' or 'test'")
-        return Trainer(self.model, self.split, self.config).evaluate(split)
+        e = self.config.eval
+        device = next(iter(self.model.parameters()), torch.empty(0)).device
+        return evaluate(self.model, self.split.valid if split == "valid" else self.split.test, ks=tuple(e.ks),
+                        exclude_history=e.exclude_history, batch_size=e.batch_size, device=device)
 
     def recommend(self, user=None, *, history=None, k: int = 10, exclude_history: bool = True) -> list[tuple]:
         """Top-k `(raw item id, score)` for a known user (raw id; their whole log is the history) or for
@@ -135,38 +93,15 @@ class Run:
         """A `seqrec.recommend.Recommender` over this run's model and data."""
         from seqrec.recommend import Recommender
 
-        info_path = self.run_dir / "data.json" if self.run_dir is not None else None
-        info = json.loads(info_path.read_text()) if info_path is not None and info_path.exists() else {}
+        info = RunDir(self.run_dir).read_data_info() if self.run_dir is not None else {}
         return Recommender(self.model, self.split.data, config=self.config, run_dir=self.run_dir,
                            results=self.results, info=info)
 
     @classmethod
-    def load(cls, run_dir: str | Path, *, checkpoint: str = "best.pt") -> Run:
+    def load(cls, run_dir: str | Path, *, checkpoint: str = BEST) -> Run:
         """Rebuild a finished (or interrupted) run from its directory: config, data, best weights."""
-        run_dir = Path(run_dir)
-        if not (run_dir / "config.yaml").exists():
-            raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); expected the --out folder "
-                              "of `seqrec train`")
-        config = load_config(run_dir / "config.yaml")
-        split = load_split(config)
-        path = run_dir / "checkpoints" / checkpoint
-        if not path.exists() and config.model.name != "pop":
-            path = run_dir / "checkpoints" / "last.pt"
-        model = build_model(config.model.name, split.data.num_items, config.model.params)
-        finished = (run_dir / "results.json").exists()
-        if model.trainable:
-            if not path.exists():
-                raise ConfigError(f"{run_dir}: no checkpoint yet (the run has not finished its first epoch); wait "
-                                  f"for it, or continue a stopped run with `seqrec train --out {run_dir} --resume`")
-            state = load_checkpoint(path)
-            model.load_state_dict(state["state_dict"])
-            if not finished:
-                log.warning("%s has not finished (no results.json: still training, or stopped): using the "
-                             "checkpoint of epoch %s so far", run_dir, state.get("epoch", "?"))
-        else:
-            model.fit(split)
-        results = json.loads((run_dir / "results.json").read_text()) if finished else {}
-        return cls(model, split, config, run_dir, results)
+        opened = open_run(run_dir, checkpoint=checkpoint)
+        return cls(opened.model, opened.split, opened.config, opened.run_dir.path, opened.results)
 
 
 def _prepare_torch(config: RunConfig, dist: Dist = SINGLE) -> None:
@@ -206,7 +141,7 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
     if isinstance(data, (str, Path)):
         sections["data"] = {**sections.get("data", {}), "path": str(data)}
         data = None
-    stored = Path(out) / "config.yaml" if resume and out is not None else None
+    stored = RunDir(out).config if resume and out is not None else None
     if stored is not None and stored.exists() and config is None and model is None and not sections:
         run_config = load_config(stored)  # plain --resume: continue with the run's own config
     else:
@@ -215,7 +150,7 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
             _check_resume_config(stored, run_config)
     tracking.check(run_config, out)                  # a missing tracking package: before anything is written
     dist, device = distributed.setup(run_config.train.device, run_config.train.dist_timeout)
-    if out is not None and not resume and (Path(out) / "config.yaml").exists():   # every rank, before any writes
+    if out is not None and not resume and RunDir(out).exists:   # every rank, before any writes
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     try:
         if isinstance(data, Split):
@@ -270,8 +205,8 @@ def _open_run_dir(out: Path | None, config: RunConfig, split: Split) -> None:
     if out is None:
         return
     out.mkdir(parents=True, exist_ok=True)
-    dump_config(config, out / "config.yaml")
-    write_json(out / "data.json", {"data": split.data.summary(), "split": split.summary()})
+    dump_config(config, RunDir(out).config)
+    write_json(RunDir(out).data_info, {"data": split.data.summary(), "split": split.summary()})
 
 
 def default_run_dir(config: RunConfig, root: str | Path = "runs") -> Path:

@@ -192,8 +192,9 @@ def _train_config(config_path, overrides, out, resume: bool, quiet: bool):
     """The RunConfig `seqrec train` asked for; None for a plain --resume (the run's own config is used)."""
     from seqrec import api
     from seqrec.config import load_config
+    from seqrec.rundir import RunDir
 
-    stored = Path(out) / "config.yaml" if resume else None
+    stored = RunDir(out).config if resume else None
     if stored is not None and not stored.exists():
         raise click.UsageError(f"--resume: {out} holds no run to continue (no config.yaml); check the name, or "
                                "drop --resume to start a new run there")

@@ -31,6 +31,8 @@ from seqrec.data.batches import rating_ids
 from seqrec.data.sequences import SequenceData, gather_windows, slice_pairs
 from seqrec.errors import DataError, SeqrecError
 from seqrec.models import SequentialRecommender
+from seqrec.rundir import BEST
+from seqrec.runs import open_run
 
 DEFAULT_MAX_BLOCK = 2 ** 24        # score elements per top-k block (64 MB of float32)
 
@@ -114,15 +116,14 @@ class Recommender:
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def load(cls, run_dir: str | Path, *, checkpoint: str = "best.pt", device: str = "cpu",
+    def load(cls, run_dir: str | Path, *, checkpoint: str = BEST, device: str = "cpu",
              ann: bool = False) -> Recommender:
         """Open a run directory of `seqrec train` (its config, data, and best weights, loaded without pickle);
         `ann=True` answers with approximate search (`use_ann`)."""
-        from seqrec.api import Run
-
-        run = Run.load(run_dir, checkpoint=checkpoint)
-        run.model.to(device)
-        rec = run.recommender()
+        opened = open_run(run_dir, checkpoint=checkpoint)
+        opened.model.to(device)
+        rec = cls(opened.model, opened.split.data, config=opened.config, run_dir=opened.run_dir.path,
+                  results=opened.results, info=opened.run_dir.read_data_info())
         return rec.use_ann() if ann else rec
 
     def use_ann(self, **options) -> Recommender:

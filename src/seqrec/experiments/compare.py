@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from seqrec.errors import ConfigError
+from seqrec.rundir import RunDir
 from seqrec.train.runlog import EpochLog
 
 
@@ -61,10 +62,10 @@ def expand(paths: Sequence[str | Path]) -> list[Path]:
     """
     runs: list[Path] = []
     for path in map(Path, paths):
-        if (path / "config.yaml").exists():
+        if RunDir(path).exists:
             runs.append(path)
         elif (path / "study.json").exists() or (path / "trials").is_dir():
-            trials = sorted(p for p in (path / "trials").glob("*") if (p / "config.yaml").exists())
+            trials = sorted(p for p in (path / "trials").glob("*") if RunDir(p).exists)
             if not trials:
                 raise ConfigError(f"{path} is a study directory without trials yet")
             runs.extend(trials)
@@ -87,10 +88,10 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 def summarize(path: Path, metric: str | None = None, name: str | None = None) -> RunSummary:
     """What one run directory says about itself; `metric` default: its own `eval.metric`."""
-    config = flatten(yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {})
+    config = flatten(yaml.safe_load(RunDir(path).config.read_text(encoding="utf-8")) or {})
     metric = metric or config.get("eval.metric", "NDCG@10")
-    results = json.loads((path / "results.json").read_text()) if (path / "results.json").exists() else {}
-    records = [r for r in EpochLog(path / "log.jsonl").records() if "epoch" in r]
+    results = RunDir(path).read_results()
+    records = [r for r in EpochLog(RunDir(path).log).records() if "epoch" in r]
     seconds = [float(r["seconds"]) for r in records if isinstance(r.get("seconds"), (int, float))]
     peaks = [float(r["peak_memory_mb"]) for r in records if isinstance(r.get("peak_memory_mb"), (int, float))]
     curve = [(int(r["epoch"]), float(r["valid"][metric])) for r in records

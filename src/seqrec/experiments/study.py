@@ -42,6 +42,7 @@ import yaml
 from seqrec.config import config_hash, config_to_dict, dump_config, load_config
 from seqrec.errors import ConfigError, SeqrecError
 from seqrec.experiments.space import Dimension, check_space, override, read_space, space_to_dict
+from seqrec.rundir import RunDir
 from seqrec.train.runlog import EpochLog, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ class _Objective:
         trial.set_user_attr("run_dir", run_name)
         trial.set_user_attr("process", process_token())
         run_dir = self.out / run_name
-        resume = (run_dir / "config.yaml").exists()
+        resume = RunDir(run_dir).exists
         # model.name first: another model starts from its own defaults, then gets its searched keys
         items = [override(key, value) for key, value in sorted(params.items(), key=lambda kv: kv[0] != "model.name")]
         if "train.seed" not in params:
@@ -186,7 +187,7 @@ class _Objective:
         shown = ", ".join(f"{key}={_short(value)}" for key, value in params.items())
         log.info("trial %d%s: %s", trial.number, " (resumed)" if resume else "", shown)
         if resume:                                   # what the interrupted attempt had seen, for the pruner
-            for record in EpochLog(run_dir / "log.jsonl").records():
+            for record in EpochLog(RunDir(run_dir).log).records():
                 if isinstance(record.get("valid"), dict):
                     trial.report(float(record["valid"][self.metric]), record["epoch"])
         pruned: list[int] = []
@@ -333,7 +334,7 @@ def write_best(study, out: Path, metric: str) -> dict | None:
 
     run = Run.load(run_dir)
     test = run.evaluate("test")
-    write_json(run_dir / "results.json", {**run.results, "test": test})
+    write_json(RunDir(run_dir).results, {**run.results, "test": test})
     best = {"trial": trial.number, "params": dict(trial.params), "metric": metric, "value": trial.value,
             "valid": run.results.get("valid"), "test": test, "best_epoch": run.results.get("best_epoch"),
             "run_dir": str(trial.user_attrs["run_dir"])}

@@ -46,6 +46,7 @@ from seqrec.errors import ConfigError
 from seqrec.evaluate.metrics import metrics_from_ranks
 from seqrec.evaluate.ranking import target_ranks
 from seqrec.models.base import SequentialRecommender
+from seqrec.rundir import BEST, LAST, RunDir
 from seqrec.train import distributed
 from seqrec.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from seqrec.train.distributed import SINGLE, Dist
@@ -304,7 +305,7 @@ class Trainer:
 
     @property
     def checkpoint_dir(self) -> Path | None:
-        return self.run_dir / "checkpoints" if self.run_dir is not None else None
+        return RunDir(self.run_dir).checkpoints if self.run_dir is not None else None
 
     # ------------------------------------------------------------------------------------------- loop
 
@@ -316,7 +317,7 @@ class Trainer:
             return self.state
         if resume:
             self._resume()
-        epoch_log = EpochLog(self.run_dir / "log.jsonl") if self.run_dir is not None and self.writes else None
+        epoch_log = EpochLog(RunDir(self.run_dir).log) if self.run_dir is not None and self.writes else None
         if epoch_log is not None:
             epoch_log.truncate_after(self.state.epoch)
         best_weights = self._best_weights()
@@ -324,7 +325,7 @@ class Trainer:
             record = self._run_epoch(self.state.epoch + 1)
             if record.get("improved"):
                 best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                self._save("best.pt", best_weights)
+                self._save(BEST, best_weights)
             self.state.history.append(record)
             if epoch_log is not None:
                 epoch_log.append(record)
@@ -332,7 +333,7 @@ class Trainer:
         if best_weights is not None:
             self.model.load_state_dict(best_weights)
         if self.run_dir is not None and self.writes:
-            plot_curves(self.state.history, self.run_dir / "curves.png", metric=self.eval_cfg.metric)
+            plot_curves(self.state.history, RunDir(self.run_dir).curves, metric=self.eval_cfg.metric)
         return self.state
 
     def _run_epoch(self, epoch: int) -> dict:
@@ -481,7 +482,7 @@ class Trainer:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         extra = {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
-        save_checkpoint(self.checkpoint_dir / "last.pt", {
+        save_checkpoint(self.checkpoint_dir / LAST, {
             "format": CHECKPOINT_FORMAT, "model": self.model.name, "num_items": self.model.num_items,
             "model_config": json.dumps(self.model.config.model_dump()),
             "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -489,7 +490,7 @@ class Trainer:
             "world_size": self.dist.world, **extra})
 
     def _resume(self) -> None:
-        path = self.checkpoint_dir / "last.pt" if self.checkpoint_dir is not None else None
+        path = self.checkpoint_dir / LAST if self.checkpoint_dir is not None else None
         if path is None or not path.exists():
             if self.writes:
                 log.info("no checkpoint to resume from in %s; starting from scratch", self.run_dir)
@@ -522,7 +523,7 @@ class Trainer:
         return None
 
     def _best_weights(self) -> dict | None:
-        path = self.checkpoint_dir / "best.pt" if self.checkpoint_dir is not None else None
+        path = self.checkpoint_dir / BEST if self.checkpoint_dir is not None else None
         if self.state.best_epoch and path is not None and path.exists():
             return load_checkpoint(path, map_location=self.device)["state_dict"]
         return None
@@ -538,5 +539,5 @@ class Trainer:
             results["distributed"] = {"world_size": self.dist.world, "backend": self.dist.backend,
                                       "batch_size": "global"}
         if self.run_dir is not None and self.writes:
-            write_json(self.run_dir / "results.json", results)
+            write_json(RunDir(self.run_dir).results, results)
         return results
