@@ -301,3 +301,16 @@ def test_bool_or_float_users_are_refused_not_taken_for_another_user(rec, bad):
     assert caught.value.field == "user" and caught.value.status == 422
     with pytest.raises(RecommendError, match="unknown user"):
         rec.recommend_batch([rec.data.users.raw[0].item(), bad], k=3)
+
+
+def test_read_user_ids_parses_csv_quoting_and_names_a_short_line(tmp_path):
+    from seqrec.errors import DataError
+    from seqrec.recommend import read_user_ids
+
+    users = tmp_path / "users.csv"
+    users.write_text('name,user\n"Doe, Jane","u,1"\nx,u2\n')
+    assert read_user_ids(users) == ["u,1", "u2"]                               # was ['1"', 'u2']: split by hand
+    users.write_text("name,user\nx,u2\nonly-a-name\n")
+    with pytest.raises(DataError, match=r"users.csv:3: no column 2") as error:
+        read_user_ids(users)
+    assert "only-a-name" in str(error.value)

@@ -715,10 +715,15 @@ def read_user_ids(path: str | Path) -> list:
     text = path.read_text(encoding="utf-8-sig")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if lines and path.suffix in (".csv", ".tsv") and ("," in lines[0] or "\t" in lines[0] or lines[0] == "user"):
-        separator = "\t" if "\t" in lines[0] else ","
-        header = lines[0].split(separator)
-        column = header.index("user") if "user" in header else 0
-        return [line.split(separator)[column] for line in lines[1:]]
+        import csv  # quoted fields: "a,b" is one id
+
+        rows = [row for row in csv.reader(lines, delimiter="\t" if "\t" in lines[0] else ",") if row]
+        column = rows[0].index("user") if "user" in rows[0] else 0
+        for number, row in enumerate(rows[1:], 2):
+            if len(row) <= column:
+                raise DataError(f"no column {column + 1} ('{rows[0][column]}') on this line", path=path, line=number,
+                                value=lines[number - 1][:80])
+        return [row[column] for row in rows[1:]]
     if not lines:
         raise DataError("no user ids in the file", path=path, expected="one user id per line")
     return lines
