@@ -45,6 +45,7 @@ class BERT4RecConfig(ModelConfig):
 class BERT4Rec(SequentialRecommender):
     name = "bert4rec"
     config_class = BERT4RecConfig
+    config: BERT4RecConfig
     objective = "masked"
     causal = False
 

@@ -44,6 +44,7 @@ class GRU4RecConfig(ModelConfig):
 class GRU4Rec(SequentialRecommender):
     name = "gru4rec"
     config_class = GRU4RecConfig
+    config: GRU4RecConfig
 
     def __init__(self, config: GRU4RecConfig, num_items: int) -> None:
         super().__init__(config, num_items)

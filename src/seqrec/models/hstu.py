@@ -92,6 +92,7 @@ class HSTUConfig(ModelConfig):
 class HSTU(SequentialRecommender):
     name = "hstu"
     config_class = HSTUConfig
+    config: HSTUConfig
 
     def __init__(self, config: HSTUConfig, num_items: int) -> None:
         super().__init__(config, num_items)

@@ -41,6 +41,7 @@ class LESSRConfig(ModelConfig):
 class LESSR(_SessionGraphModel):
     name = "lessr"
     config_class = LESSRConfig
+    config: LESSRConfig
     dynamic_parameters = True   # EOPA's GRU gets no gradient in a batch where no node has two in-edges (DDP)
 
     def __init__(self, config: LESSRConfig, num_items: int) -> None:

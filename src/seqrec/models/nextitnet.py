@@ -72,6 +72,7 @@ class ResidualBlock(nn.Module):
 class NextItNet(SequentialRecommender):
     name = "nextitnet"
     config_class = NextItNetConfig
+    config: NextItNetConfig
 
     def __init__(self, config: NextItNetConfig, num_items: int) -> None:
         super().__init__(config, num_items)

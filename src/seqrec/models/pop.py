@@ -22,6 +22,7 @@ class PopConfig(ModelConfig):
 class Pop(SequentialRecommender):
     name = "pop"
     config_class = PopConfig
+    config: PopConfig
     trainable = False
 
     def __init__(self, config: PopConfig, num_items: int) -> None:

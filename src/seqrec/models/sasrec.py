@@ -46,6 +46,7 @@ class SASRecConfig(ModelConfig):
 class SASRec(SequentialRecommender):
     name = "sasrec"
     config_class = SASRecConfig
+    config: SASRecConfig
 
     def __init__(self, config: SASRecConfig, num_items: int) -> None:
         super().__init__(config, num_items)

@@ -103,6 +103,7 @@ def _keep_recent(items: Tensor, max_len: int) -> Tensor:
 class SRGNN(_SessionGraphModel):
     name = "srgnn"
     config_class = SRGNNConfig
+    config: SRGNNConfig
 
     def __init__(self, config: SRGNNConfig, num_items: int) -> None:
         super().__init__(config, num_items)
@@ -137,6 +138,7 @@ class SRGNN(_SessionGraphModel):
 class GCSAN(_SessionGraphModel):
     name = "gcsan"
     config_class = GCSANConfig
+    config: GCSANConfig
 
     def __init__(self, config: GCSANConfig, num_items: int) -> None:
         super().__init__(config, num_items)
