@@ -160,27 +160,40 @@ def _request_bodies(rec, count: int, user_share: float, k: int) -> list[bytes]:
     return bodies
 
 
+def request_head(body: bytes) -> bytes:
+    """HTTP/1.1 head of a JSON POST /recommend with `body` (keep-alive)."""
+    return (f"POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """(status, body, whether the server will close the connection) of one HTTP/1.1 response."""
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("connection closed without an answer")
+    length, close = 0, False
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.decode().partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+        elif name.lower() == "connection" and value.strip().lower() == "close":
+            close = True
+    return int(status_line.split()[1]), await reader.readexactly(length), close
+
+
 async def _client(port: int, queue: list[bytes], k: int, latencies: list[float], errors: list[int]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while queue:
             body = queue.pop()
-            head = (f"POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n").encode()
             t0 = time.perf_counter()
-            writer.write(head + body)
-            status_line = await reader.readline()
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                name, _, value = line.decode().partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            payload = await reader.readexactly(length)
+            writer.write(request_head(body) + body)
+            status, payload, _ = await read_response(reader)
             latencies.append(time.perf_counter() - t0)
-            ok = status_line.split()[1:2] == [b"200"] and len(json.loads(payload)["items"]) == k
+            ok = status == 200 and len(json.loads(payload)["items"]) == k
             if not ok:
                 errors.append(1)
     finally:

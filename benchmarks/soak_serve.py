@@ -45,6 +45,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_serve import _free_port as free_port  # noqa: E402 - the serving benchmark's helpers, beside this file
 from bench_serve import _wait_healthy as wait_healthy  # noqa: E402
+from bench_serve import read_response  # noqa: E402
+from bench_serve import request_head as head  # noqa: E402
 
 MALFORMED = ("bad_json", "wrong_type", "unknown_ids", "oversize", "disconnect", "slow")
 EXPECTED_STATUS = {"bad_json": 400, "wrong_type": 422, "unknown_ids": 422, "oversize": 413, "slow": 200}
@@ -221,29 +223,6 @@ def malformed_job(kind: str, rec, rng) -> Job:
     answer = rec.recommend(body.get("user"), history=body.get("history"), k=body["k"],
                            exclude_seen=body.get("exclude_seen", True), deny=body.get("deny"))
     return Job(kind, json.dumps(body).encode(), answer.items)
-
-
-def head(body: bytes) -> bytes:
-    return (f"POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
-    """(status, body, whether the server will close the connection)."""
-    status_line = await reader.readline()
-    if not status_line:
-        raise ConnectionError("connection closed without an answer")
-    length, close = 0, False
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b""):
-            break
-        name, _, value = line.decode().partition(":")
-        if name.lower() == "content-length":
-            length = int(value)
-        elif name.lower() == "connection" and value.strip().lower() == "close":
-            close = True
-    return int(status_line.split()[1]), await reader.readexactly(length), close
 
 
 def check(job: Job, status: int, payload: bytes, tally: Tally) -> None:
