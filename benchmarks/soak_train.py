@@ -34,6 +34,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from seqrec.fileio import TMP_MARK  # the temp files of atomic writes: .<name>.tmp-<pid>-<random>
+
 HERE = Path(__file__).resolve().parent
 SEQREC = [sys.executable, "-m", "seqrec"]
 SOAK_CONFIG = """\
@@ -43,7 +45,6 @@ train: {lr: 0.002, batch_size: 128, epochs: 5, patience: 0, seed: 11, num_thread
 eval: {ks: [10], metric: NDCG@10}
 """
 PNG_END = b"IEND\xaeB`\x82"
-_TEMP_MARK = ".tmp-"                              # seqrec.fileio's temp files: .<name>.tmp-<pid>-<random>
 
 
 def check_run_dir(run: Path) -> list[str]:
@@ -161,7 +162,7 @@ def soak_writes(work: Path, kills: int, rng: random.Random, log=print, timeout: 
         while process.poll() is None and hit is None:
             for folder in (run, run / "checkpoints"):
                 try:
-                    seen.update(e.name for e in os.scandir(folder) if _TEMP_MARK in e.name)
+                    seen.update(e.name for e in os.scandir(folder) if TMP_MARK in e.name)
                 except FileNotFoundError:
                     continue
             if len(seen) >= wanted:
@@ -171,8 +172,8 @@ def soak_writes(work: Path, kills: int, rng: random.Random, log=print, timeout: 
         process.wait()
         if hit and process.returncode == -signal.SIGKILL and _temps(run):      # killed while a temp file was open
             stats["kills_inside_a_write"] += 1
-            for temp in run.rglob(f".*{_TEMP_MARK}*"):                     # the writes the kill interrupted
-                target = temp.name[1:].split(_TEMP_MARK)[0]
+            for temp in run.rglob(f".*{TMP_MARK}*"):                     # the writes the kill interrupted
+                target = temp.name[1:].split(TMP_MARK)[0]
                 stats["written_files_hit"][target] = stats["written_files_hit"].get(target, 0) + 1
             stats["corrupt"] += check_run_dir(run)
             continue

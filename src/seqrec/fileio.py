@@ -22,7 +22,7 @@ from typing import IO, Any
 
 logger = logging.getLogger(__name__)
 
-_TMP_MARK = ".tmp-"
+TMP_MARK = ".tmp-"
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -63,7 +63,7 @@ def _remove_stale_temps(path: Path) -> None:
     A temp file carries its writer's pid, so files of a writer that is still running (a concurrent save) are
     kept; only those of dead processes are removed.
     """
-    prefix = f".{path.name}{_TMP_MARK}"
+    prefix = f".{path.name}{TMP_MARK}"
     for stale in path.parent.glob(f"{_glob_escape(prefix)}*"):
         pid_text = stale.name[len(prefix):].split("-", 1)[0]
         if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
@@ -92,7 +92,7 @@ def atomic_write(path: str | PathLike[str], write: Callable[[IO[bytes]], None]) 
     """
     path = Path(path)
     _remove_stale_temps(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}{_TMP_MARK}{os.getpid()}-", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARK}{os.getpid()}-", dir=path.parent)
     tmp = Path(tmp_name)
     try:
         # mkstemp creates mode 0600; give the result the permissions an ordinary open() would have.
