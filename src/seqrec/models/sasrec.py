@@ -41,6 +41,10 @@ class SASRecConfig(ModelConfig):
     ffn_multiplier: int = Field(1, ge=1)    # feed-forward hidden size = dim * ffn_multiplier (paper: 1)
     positions: Literal["from_end", "from_start"] = "from_end"  # see the module docstring
     init_std: float | None = Field(0.02, gt=0)  # std of the normal initialisation; None: Xavier uniform
+    # attention in-projection (query/key/value weights) initialisation: "default" follows init_std; "xavier":
+    # Xavier uniform, as torch's nn.MultiheadAttention (the SASRec authors' PyTorch port, Klenitskiy & Vasilev)
+    qkv_init: Literal["default", "xavier"] = "default"
+    norm_eps: float = Field(1e-5, gt=0)     # LayerNorm epsilon (the SASRec authors' code: 1e-8)
 
 
 class SASRec(SequentialRecommender):
@@ -60,12 +64,18 @@ class SASRec(SequentialRecommender):
                              style="sasrec" if config.block == "sasrec" else None)
             for _ in range(config.num_blocks))
         self.final_norm = nn.LayerNorm(dim) if config.norm_first or config.block == "sasrec" else nn.Identity()
+        for module in self.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.eps = config.norm_eps
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Normal(0, init_std) weights, zero biases (BERT/GPT-2 style); `init_std=None` uses Xavier uniform."""
         std = self.config.init_std
         init_linear_and_embeddings_(self, "xavier" if std is None else "normal", std or 0.0, padding=self.items)
+        if self.config.qkv_init == "xavier":
+            for block in self.blocks:
+                nn.init.xavier_uniform_(block.attn.qkv.weight)
 
     def forward(self, batch: CausalBatch) -> Tensor:
         x, keep, mask = self._encode(batch.items, len(self.blocks))
