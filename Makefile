@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SEQREC_DATA ?= $(abspath ../shared/datasets)
 
-.PHONY: install demo test lint bench-data clean
+.PHONY: install demo test lint typecheck bench-data clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+
+# mypy with the settings in pyproject.toml ([tool.mypy]); not yet part of `make test` / `make lint`
+typecheck: $(STAMP)
+	$(BIN)/python -m mypy src/seqrec
 
 bench-data: $(STAMP)
 	$(BIN)/python benchmarks/bench_data.py

@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 # The public names, imported on first use (PEP 562): `import seqrec` (and so the CLI's start-up) does not
 # import torch; `seqrec.train` etc. import their module when first touched.
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from seqrec.recommend import Recommender, RecommendError
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:                           # a submodule used as an attribute: `seqrec.api.train(...)`
         if name.startswith("_"):
@@ -66,13 +67,13 @@ class _Package(types.ModuleType):
     ignores that binding (the subpackage stays importable: `from seqrec.train.trainer import Trainer`)."""
 
     @property
-    def train(self):
+    def train(self) -> Callable[..., Run]:
         from seqrec.api import train
 
         return train
 
     @train.setter
-    def train(self, value) -> None:
+    def train(self, value: object) -> None:
         if not isinstance(value, types.ModuleType):
             raise AttributeError("seqrec.train is the training function; it cannot be replaced")
 

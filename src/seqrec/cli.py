@@ -9,13 +9,19 @@ from __future__ import annotations
 import errno
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from seqrec.data.formats import FORMATS
 from seqrec.errors import SeqrecError
+
+if TYPE_CHECKING:  # names for annotations only: importing them at run time would load torch at start-up
+    from seqrec.config import RunConfig
+    from seqrec.recommend import Recommender
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -62,8 +68,10 @@ def data() -> None:
               help="Prepared-data cache folder (default: $SEQREC_CACHE or ~/.cache/seqrec/prepared).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-def data_prepare(source, fmt, columns, separator, header, min_user_count, min_item_count, dedupe, min_rating,
-                 split_name, valid_fraction, test_fraction, cache_dir, no_cache, as_json) -> None:
+def data_prepare(source: str, fmt: str | None, columns: str | None, separator: str | None, header: bool | None,
+                 min_user_count: int, min_item_count: int, dedupe: bool, min_rating: float | None, split_name: str,
+                 valid_fraction: float, test_fraction: float, cache_dir: str | None, no_cache: bool,
+                 as_json: bool) -> None:
     """Read SOURCE (a file, or 'demo' for the built-in synthetic data), clean it, cache it and summarise it."""
     from seqrec.data import splits
     from seqrec.data.pipeline import load
@@ -92,7 +100,7 @@ def data_prepare(source, fmt, columns, separator, header, min_user_count, min_it
 
 @data.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
-def data_list(as_json) -> None:
+def data_list(as_json: bool) -> None:
     """List the public datasets `seqrec data download` knows."""
     from seqrec.data.registry import list_datasets
 
@@ -119,7 +127,8 @@ def data_list(as_json) -> None:
               "datasets without a published one).")
 @click.option("--force", is_flag=True, help="Download again even if the dataset is already there.")
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
-def data_download(name, dest, mirror, checksum, force, no_progress) -> None:
+def data_download(name: str, dest: str | None, mirror: str | None, checksum: str | None, force: bool,
+                  no_progress: bool) -> None:
     """Download public dataset NAME (see `seqrec data list`), verify its checksum and unpack it."""
     from seqrec.data.download import download
 
@@ -143,7 +152,8 @@ def data_download(name, dest, mirror, checksum, force, no_progress) -> None:
               help="Train with DDP in N processes on this machine: the same as `torchrun --standalone "
                    "--nproc-per-node N -m seqrec train ...` (train.batch_size is the global batch; each process "
                    "gets cores / N threads unless train.num_threads is set).")
-def train(config_path, overrides, out, resume, quiet, list_keys, nproc) -> None:
+def train(config_path: str | None, overrides: tuple[str, ...], out: str | None, resume: bool, quiet: bool,
+          list_keys: bool, nproc: int | None) -> None:
     """Train a model and report full-ranking validation and test metrics of its best epoch.
 
     Without -c it trains the built-in default (SASRec on the demo data). Under torchrun (several processes or
@@ -169,8 +179,7 @@ def train(config_path, overrides, out, resume, quiet, list_keys, nproc) -> None:
     if config_path is None and not resume:
         click.echo("no -c CONFIG given: training the built-in default, SASRec on the demo data (see configs/ for "
                    "others, `seqrec train --keys` for every setting)", err=True)
-    if out is None:
-        out = api.default_run_dir(config)
+    out = _run_dir(out, config)
     from seqrec.train import distributed
 
     try:
@@ -188,13 +197,14 @@ def train(config_path, overrides, out, resume, quiet, list_keys, nproc) -> None:
     click.echo(f"run directory: {out}")
 
 
-def _train_config(config_path, overrides, out, resume: bool, quiet: bool):
+def _train_config(config_path: str | None, overrides: Sequence[str], out: str | None, resume: bool,
+                  quiet: bool) -> RunConfig | None:
     """The RunConfig `seqrec train` asked for; None for a plain --resume (the run's own config is used)."""
     from seqrec import api
     from seqrec.config import load_config
     from seqrec.rundir import RunDir
 
-    stored = RunDir(out).config if resume else None
+    stored = RunDir(out).config if resume and out is not None else None
     if stored is not None and not stored.exists():
         raise click.UsageError(f"--resume: {out} holds no run to continue (no config.yaml); check the name, or "
                                "drop --resume to start a new run there")
@@ -205,17 +215,26 @@ def _train_config(config_path, overrides, out, resume: bool, quiet: bool):
     return api.make_config(config, train={"progress": False}) if quiet else config
 
 
-def _launch(nproc: int, config_path, overrides, out, resume, quiet) -> None:
+def _run_dir(out: str | None, config: RunConfig | None) -> str:
+    """--out, or a new default run directory (without --out a run is never resumed, so its config is known)."""
+    if out is not None:
+        return out
+    if config is None:
+        raise click.UsageError("--resume needs --out RUN_DIR (the run to continue)")
+    from seqrec.api import default_run_dir
+
+    return str(default_run_dir(config))
+
+
+def _launch(nproc: int, config_path: str | None, overrides: Sequence[str], out: str | None, resume: bool,
+            quiet: bool) -> None:
     """Start `seqrec train` in `nproc` processes through torch.distributed.run (torchrun), on this machine."""
     import os
 
     from torch.distributed.run import main as torchrun
 
-    from seqrec.api import default_run_dir
-
     config = _train_config(config_path, overrides, out, resume, quiet)   # one clear error before N processes
-    if out is None:       # one directory for every rank: chosen here, not by each rank's clock
-        out = str(default_run_dir(config))
+    out = _run_dir(out, config)       # one directory for every rank: chosen here, not by each rank's clock
     args = [*(["-c", config_path] if config_path else []), *(f"--set={o}" for o in overrides), "--out", out,
             *(["--resume"] if resume else []), *(["--quiet"] if quiet else [])]
     os.environ.setdefault("OMP_NUM_THREADS", "1")         # seqrec sets each rank's threads itself
@@ -231,7 +250,7 @@ def _launch(nproc: int, config_path, overrides, out, resume, quiet) -> None:
 @click.option("--split", "split_name", type=click.Choice(["valid", "test", "both"]), default="test",
               show_default=True, help="Which targets to rank.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate(run_dir, split_name, as_json) -> None:
+def evaluate(run_dir: str, split_name: str, as_json: bool) -> None:
     """Evaluate the best checkpoint of a run directory with full ranking."""
     from seqrec.api import Run
 
@@ -268,8 +287,9 @@ def evaluate(run_dir, split_name, as_json) -> None:
 @click.option("--prune-after", type=click.IntRange(min=0), default=5, show_default=True, metavar="EPOCHS",
               help="Epochs a trial always runs before the median rule may stop it (a new study's setting).")
 @click.option("--json", "as_json", is_flag=True, help="Print the trials and the best trial as JSON.")
-def tune(config_path, space_path, trials, timeout_minutes, overrides, out, resume, seed, no_prune, prune_after,
-         as_json) -> None:
+def tune(config_path: str | None, space_path: str | None, trials: int, timeout_minutes: float | None,
+         overrides: tuple[str, ...], out: str, resume: bool, seed: int | None, no_prune: bool, prune_after: int,
+         as_json: bool) -> None:
     """Search hyper-parameters with Optuna: each trial is an ordinary run in --out, scored on validation.
 
     The objective is the validation eval.metric of each trial's best epoch (the test set is never used to
@@ -301,7 +321,7 @@ def tune(config_path, space_path, trials, timeout_minutes, overrides, out, resum
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the runs' validation curves, overlaid, to this PNG.")
-def compare(run_dirs, metric, as_json, output) -> None:
+def compare(run_dirs: tuple[str, ...], metric: str | None, as_json: bool, output: str | None) -> None:
     """Compare run directories (or study directories: their trials) side by side.
 
     One table of the config keys that differ, valid and test metric of the best epoch, best epoch, seconds per
@@ -345,7 +365,7 @@ def _print_trials(rows: list[dict], metric: str) -> None:
     Console(width=200).print(table)
 
 
-def _cell(value) -> str:
+def _cell(value: object) -> str:
     if value is None:
         return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -379,8 +399,9 @@ def _cell(value) -> str:
                    "Needed for a run trained on a renumbered copy (pairs, sequences, sessions files).")
 @click.option("--ann", is_flag=True, help="Approximate top-k with a faiss HNSW index (pip install 'seqrec[ann]').")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
-def recommend(run_dir, user, items, times, ratings, users_file, output, k, exclude_seen, ignore_unknown, titles,
-              item_map, ann, as_json) -> None:
+def recommend(run_dir: str, user: str | None, items: str | None, times: str | None, ratings: str | None,
+              users_file: str | None, output: str | None, k: int, exclude_seen: bool, ignore_unknown: bool,
+              titles: str | None, item_map: str | None, ann: bool, as_json: bool) -> None:
     """Top-k items for a user (--user), a raw item history (--items) or many users (--users-file).
 
     Item ids in and out are the ids of the run's data file; --titles are joined through --item-map when the run
@@ -455,7 +476,8 @@ def _numbers(text: str, option: str) -> list[float]:
     return values
 
 
-def _recommend_users_file(rec, users_file, output, k, exclude_seen, names) -> None:
+def _recommend_users_file(rec: Recommender, users_file: str, output: str | None, k: int, exclude_seen: bool,
+                          names: dict[str, str] | None) -> None:
     import polars as pl
 
     from seqrec.recommend import read_user_ids
@@ -511,8 +533,9 @@ def _recommend_users_file(rec, users_file, output, k, exclude_seen, names) -> No
                    "then needs 'Authorization: Bearer KEY' (or 'X-API-Key: KEY'). Default: $SEQREC_API_KEY.")
 @click.option("--no-auth", is_flag=True,
               help="Serve without an API key on a non-loopback --host on purpose (refused otherwise).")
-def serve(run_dir, host, port, max_k, max_items, max_body_bytes, max_batch, threads, torch_threads,
-          access_log, ann, api_key_file, no_auth) -> None:
+def serve(run_dir: str, host: str, port: int, max_k: int, max_items: int, max_body_bytes: int, max_batch: int,
+          threads: int, torch_threads: int | None, access_log: bool, ann: bool, api_key_file: str | None,
+          no_auth: bool) -> None:
     """Serve top-k recommendations of a trained run over HTTP (POST /recommend, GET /health, GET /model).
 
     With an API key (--api-key-file or $SEQREC_API_KEY) every endpoint but /health needs it; a host other than
@@ -527,7 +550,7 @@ def serve(run_dir, host, port, max_k, max_items, max_body_bytes, max_batch, thre
                              threads=threads)
     access = f"API key from {source} required" if key else "no API key (anyone who reaches the port may ask)"
 
-    def ready(rec) -> None:
+    def ready(rec: Recommender) -> None:
         click.echo(f"serving {rec.describe()['model']} ({rec.num_items} items) from {run_dir} on "
                    f"http://{host}:{port} (docs: /docs); {access}", err=True)
 
@@ -542,7 +565,7 @@ def serve(run_dir, host, port, max_k, max_items, max_body_bytes, max_batch, thre
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="SASRec epochs at most.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Keep the SASRec run (checkpoints, curves, results) in this directory.")
-def quickstart(epochs, out) -> None:
+def quickstart(epochs: int, out: str | None) -> None:
     """Demo: built-in synthetic data -> Pop and SASRec -> a metrics table and example recommendations."""
     from seqrec import api
     from seqrec.data import splits
@@ -604,7 +627,7 @@ def _print_summary(summary: dict) -> None:
     Console().print(table)
 
 
-def _show(key: str, value) -> str:
+def _show(key: str, value: object) -> str:
     if key in ("time_min", "time_max", "valid_time", "test_time") and isinstance(value, int) \
             and 1e8 < value < 1e10:
         return f"{value} ({datetime.fromtimestamp(value, UTC):%Y-%m-%d %H:%M:%S} UTC)"

@@ -352,7 +352,8 @@ class RunConfig(BaseModel):
         return {k: ({} if v is None else v) for k, v in data.items()} if isinstance(data, dict) else data
 
 
-SECTIONS: dict[str, type[BaseModel]] = {name: field.annotation for name, field in RunConfig.model_fields.items()}
+SECTIONS: dict[str, type[BaseModel]] = {name: kind for name, field in RunConfig.model_fields.items()
+                                         if isinstance(kind := field.annotation, type) and issubclass(kind, BaseModel)}
 
 # ------------------------------------------------------------------------------------------- error messages
 

@@ -77,7 +77,7 @@ def _glob_escape(text: str) -> str:
     return re.sub(r"([\[\]*?])", r"[\1]", text)
 
 
-def atomic_write(path: str | PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
     """Write a file so that `path` always holds either its old or its new complete content.
 
     `write` fills a temp file in the same directory (same file system, so the rename is atomic); the temp file
@@ -113,10 +113,10 @@ def atomic_write(path: str | PathLike[str], write: Callable[[IO[bytes]], None]) 
 
 def write_bytes(path: str | PathLike[str], data: bytes) -> Path:
     """`atomic_write` of a bytes object."""
-    return atomic_write(path, lambda handle: handle.write(data) and None)
+    return atomic_write(path, lambda handle: handle.write(data))
 
 
-def write_json(path: str | PathLike[str], value: Any, **dumps) -> Path:
+def write_json(path: str | PathLike[str], value: Any, **dumps: Any) -> Path:
     """`atomic_write` of `json.dumps(value, **dumps)` and a final newline."""
     import json
 

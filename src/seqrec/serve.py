@@ -31,18 +31,21 @@ import hmac
 import ipaddress
 import logging
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from seqrec.errors import ConfigError
-from seqrec.recommend import Query, Recommender, RecommendError
+from seqrec.recommend import Query, Recommendation, Recommender, RecommendError
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +110,10 @@ class Batcher:
         self.max_batch = max(1, int(max_batch))
         self.threads = max(1, int(threads))
         self.pool: ThreadPoolExecutor | None = None
-        self.queue: asyncio.Queue | None = None
-        self.workers: list[asyncio.Task] = []
+        self.queue: asyncio.Queue[tuple[Query, asyncio.Future[Recommendation]]] = asyncio.Queue()
+        self.workers: list[asyncio.Task[None]] = []
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # a new queue: each start may run on another event loop
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="seqrec-score")
         self.queue = asyncio.Queue()
         self.workers = [asyncio.create_task(self._work()) for _ in range(self.threads)]
@@ -122,8 +125,8 @@ class Batcher:
         if self.pool is not None:
             self.pool.shutdown(wait=True)
 
-    async def submit(self, query: Query):
-        future = asyncio.get_running_loop().create_future()
+    async def submit(self, query: Query) -> Recommendation:
+        future: asyncio.Future[Recommendation] = asyncio.get_running_loop().create_future()
         await self.queue.put((query, future))
         return await future
 
@@ -149,11 +152,11 @@ class Batcher:
 class BodyLimit:
     """ASGI middleware refusing request bodies over `limit` bytes (by Content-Length, or while streaming)."""
 
-    def __init__(self, app, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = int(limit)
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         for name, value in scope.get("headers", ()):
@@ -165,7 +168,7 @@ class BodyLimit:
                     return await _send_json(send, 413, _too_large(int(value), self.limit))
         received = 0
 
-        async def limited():
+        async def limited() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
@@ -181,7 +184,7 @@ def _too_large(size: int, limit: int) -> dict:
     return {"error": f"request body of {size} bytes is over the limit of {limit} bytes", "field": None}
 
 
-async def _send_json(send, status: int, body: dict, headers: list | None = None) -> None:
+async def _send_json(send: Send, status: int, body: dict, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     import json
 
     payload = json.dumps(body).encode()
@@ -201,11 +204,11 @@ class TokenAuth:
     KEY` or `X-API-Key: KEY`; else 401 JSON. Digests of equal length are compared with `hmac.compare_digest`, so
     the time taken says nothing about the key (not even its length); nothing of what was sent is echoed."""
 
-    def __init__(self, app, key: str) -> None:
+    def __init__(self, app: ASGIApp, key: str) -> None:
         self.app = app
         self._digest = hashlib.sha256(key.encode()).digest()
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
             return await self.app(scope, receive, send)
         given = None
@@ -226,7 +229,8 @@ class TokenAuth:
         return await self.app(scope, receive, send)
 
 
-def resolve_api_key(key_file=None, environ=None) -> tuple[str | None, str | None]:
+def resolve_api_key(key_file: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+                    ) -> tuple[str | None, str | None]:
     """(the key, where it came from) from `key_file` (its first line, surrounding blanks dropped) or else
     `$SEQREC_API_KEY`; (None, None) when neither is given.
 
@@ -274,7 +278,7 @@ def check_exposure(host: str, has_key: bool, no_auth: bool) -> None:
 
 
 def create_app(recommender: Recommender, settings: ServeSettings | None = None, *,
-               api_key: str | None = None, on_stop=None) -> FastAPI:
+               api_key: str | None = None, on_stop: Callable[[], None] | None = None) -> ASGIApp:
     """The FastAPI application answering for `recommender` (see the module docstring); with `api_key`, every
     endpoint but /health needs it; `on_stop()` is called once the service has stopped (every request answered)."""
     settings = settings or ServeSettings()
@@ -284,7 +288,7 @@ def create_app(recommender: Recommender, settings: ServeSettings | None = None, 
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
-    async def lifespan(_app):
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await batcher.start()
         try:
             yield
@@ -296,8 +300,7 @@ def create_app(recommender: Recommender, settings: ServeSettings | None = None, 
     app = FastAPI(title="seqrec", version=_version(), lifespan=lifespan,
                   description=f"Top-k recommendations from a {description['model']} model "
                               f"({description['items']} items, {description['users']} users).")
-    errors = {422: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 400: {"model": ErrorResponse},
-              413: {"model": ErrorResponse}}
+    errors: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (422, 404, 400, 413)}
 
     @app.get("/health")
     async def health() -> dict:
@@ -326,23 +329,25 @@ def create_app(recommender: Recommender, settings: ServeSettings | None = None, 
                            "the model reads")
         return JSONResponse(out)
 
-    app.add_exception_handler(RecommendError, _recommend_error)
-    app.add_exception_handler(RequestValidationError, _invalid)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
-    app = BodyLimit(app, settings.max_body_bytes) if settings.max_body_bytes else app
-    return TokenAuth(app, api_key) if api_key else app
+    for kind, handler in _HANDLERS.items():
+        app.add_exception_handler(kind, handler)
+    wrapped: ASGIApp = BodyLimit(app, settings.max_body_bytes) if settings.max_body_bytes else app
+    return TokenAuth(wrapped, api_key) if api_key else wrapped
 
 
-async def _recommend_error(_request: Request, error: RecommendError) -> JSONResponse:
+# Starlette types every handler as taking an Exception; each of these is registered for its own class only
+async def _recommend_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RecommendError)
     return JSONResponse({"error": error.reason, "field": error.field}, status_code=error.status)
 
 
-async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+async def _invalid(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
     return _validation_response(error.errors())
 
 
-async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
     message = error.detail if isinstance(error.detail, str) else str(error.detail)
     if error.status_code == 405:
         allowed = (error.headers or {}).get("Allow", "?")
@@ -360,6 +365,11 @@ async def _unexpected(_request: Request, error: Exception) -> JSONResponse:  # a
                         status_code=500)
 
 
+_HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[JSONResponse]]] = {
+    RecommendError: _recommend_error, RequestValidationError: _invalid, HTTPException: _http_error,
+    Exception: _unexpected}
+
+
 def _check_bounds(body: RecommendRequest, settings: ServeSettings) -> None:
     for name in ("history", "times", "ratings", "allow", "deny"):
         values = getattr(body, name)
@@ -370,9 +380,9 @@ def _check_bounds(body: RecommendRequest, settings: ServeSettings) -> None:
         raise RecommendError(f"k must be between 1 and {settings.max_k}, got {body.k}", field="k")
 
 
-def _validation_response(problems: list[dict]) -> JSONResponse:
+def _validation_response(problems: Sequence[Any]) -> JSONResponse:
     """One readable message from pydantic's list of problems; 400 for unparseable JSON, 422 otherwise."""
-    first = problems[0] if problems else {"msg": "invalid request", "loc": ()}
+    first: dict[str, Any] = problems[0] if problems else {"msg": "invalid request", "loc": ()}
     if first.get("type") == "json_invalid":
         position = first["loc"][-1] if first.get("loc") else "?"
         reason = (first.get("ctx") or {}).get("error", "invalid JSON")
@@ -411,10 +421,10 @@ def _version() -> str:
     return __version__
 
 
-def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
+def serve(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
           torch_threads: int | None = None, access_log: bool = False, checkpoint: str = "best.pt",
-          ann: bool = False, on_ready=None, api_key: str | None = None, no_auth: bool = False,
-          on_stop=None) -> None:
+          ann: bool = False, on_ready: Callable[[Recommender], None] | None = None, api_key: str | None = None,
+          no_auth: bool = False, on_stop: Callable[[], None] | None = None) -> None:
     """Load the run once and serve it until interrupted (blocking); SIGTERM or Ctrl-C stop taking connections
     and answer the requests in flight (those whose headers have arrived), then `on_stop()` is called and the
     process ends by that signal (uvicorn's convention: exit status 128 + 15 for SIGTERM). `api_key`: needed by

@@ -27,17 +27,21 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from seqrec import paths
 from seqrec.data.registry import ARCHIVE_KINDS, DatasetSpec, get_dataset, parse_checksum
 from seqrec.errors import ConfigError, DataError
 
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
 try:  # advisory lock so two processes never write the same .part file; POSIX only
     import fcntl
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # checked before use: no lock where the OS has none
 
 MARKER = ".complete"
 CHUNK = 1 << 20
@@ -252,7 +256,7 @@ def _reason(exc: object, timeout: float) -> str:
 
 
 @contextlib.contextmanager
-def _progress_bar(show: bool, label: str, total: int | None):
+def _progress_bar(show: bool, label: str, total: int | None) -> Iterator[tuple[Progress, TaskID]]:
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 

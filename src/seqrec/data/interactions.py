@@ -14,7 +14,9 @@ Rows are in file order; later steps rely on that to keep ties in file order.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
@@ -74,15 +76,16 @@ class Interactions:
         for name in (C.USER, C.ITEM, C.TIME):
             nulls = frame.get_column(name).null_count()
             if nulls:
-                row = int(frame.get_column(name).is_null().arg_max())
+                row = int(frame.get_column(name).is_null().arg_max() or 0)
                 raise DataError(f"interactions from {self.source}: column {name!r} has {nulls} missing values",
                                 line=row + 1, expected="a value in every row")
 
     @classmethod
-    def from_columns(cls, *, user, item, time=None, rating=None, session=None, source: str = "<memory>"
-                     ) -> Interactions:
+    def from_columns(cls, *, user: Collection[Any], item: Collection[Any], time: Collection[Any] | None = None,
+                     rating: Collection[Any] | None = None, session: Collection[Any] | None = None,
+                     source: str = "<memory>") -> Interactions:
         """Build from array-likes (numpy arrays, lists). Without `time`, the row order is the time order."""
-        data = {C.USER: user, C.ITEM: item}
+        data: dict[str, Any] = {C.USER: user, C.ITEM: item}
         has_time = time is not None
         n = len(user)
         data[C.TIME] = time if has_time else pl.int_range(0, n, eager=True)
@@ -91,7 +94,7 @@ class Interactions:
         if session is not None:
             data[C.SESSION] = session
         frame = pl.DataFrame(data)
-        casts = {}
+        casts: dict[str, type[pl.DataType]] = {}
         for name in (C.USER, C.ITEM, C.SESSION):
             if name in frame.columns and frame.schema[name] not in _ID_TYPES:
                 casts[name] = pl.Int64 if frame.schema[name].is_integer() else pl.String

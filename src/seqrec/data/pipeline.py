@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from seqrec import paths
 from seqrec.data import cache
@@ -30,7 +30,7 @@ DEMO = "demo"
 def load(source: str | os.PathLike[str] | Interactions, *, format: str | None = None,
          columns: Mapping[str, str | int] | None = None, separator: str | None = None,
          header: bool | None = None, options: PrepareOptions | None = None, use_cache: bool = True,
-         cache_dir: str | os.PathLike[str] | None = None, **prepare_overrides) -> SequenceData:
+         cache_dir: str | os.PathLike[str] | None = None, **prepare_overrides: Any) -> SequenceData:
     """Read, clean and cache an interaction log.
 
     Args:
@@ -107,7 +107,7 @@ def _check_path(path: Path) -> None:
         raise DataError(f"{path} is a directory; expected an interaction file (csv, tsv, parquet, dat, inter, txt)")
 
 
-def _read(source, read_options: dict) -> Interactions:
+def _read(source: str | os.PathLike[str], read_options: dict) -> Interactions:
     if str(source) == DEMO:
         from seqrec.data.synthetic import generate
         return generate()

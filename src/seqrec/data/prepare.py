@@ -13,6 +13,7 @@ Steps, all vectorised (Polars and numpy, no Python loop over rows):
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -25,7 +26,7 @@ from seqrec.data.vocab import Vocab
 from seqrec.errors import DataError
 
 
-def prepare(interactions: Interactions, options: PrepareOptions | None = None, **overrides) -> SequenceData:
+def prepare(interactions: Interactions, options: PrepareOptions | None = None, **overrides: Any) -> SequenceData:
     """Clean `interactions` and store them as time-ordered CSR sequences.
 
     Args:

@@ -10,6 +10,7 @@ one `DataError` naming the file, the line, the column, the value and what was ex
 from __future__ import annotations
 
 import io
+import os
 import re
 from collections.abc import Mapping
 from pathlib import PurePath
@@ -35,6 +36,9 @@ _ALIASES = {
 }
 _KNOWN_NAMES = {name for names in _ALIASES.values() for name in names}
 _INTER_TYPE = re.compile(r"\S:(token|float|token_seq|float_seq)\b")
+
+Source = str | os.PathLike[str]
+ColumnMap = dict[str, str | int]
 
 
 class ReaderOptionError(DataError, ConfigError):
@@ -74,7 +78,7 @@ def parse_column_mapping(text: str) -> dict[str, str | int]:
     return mapping
 
 
-def detect_format(path) -> str:
+def detect_format(path: Source) -> str:
     """The reader format of `path`: from its extension (`.gz` ignored), else from its first 64 KB."""
     p = textio.check_path(path)
     name = p.name.lower().removesuffix(".gz")
@@ -120,7 +124,7 @@ def _sniff_format(lines: list[str]) -> str | None:
     return "csv"
 
 
-def read_interactions(path, *, format: str | None = None, columns: Mapping[str, str | int] | None = None,
+def read_interactions(path: Source, *, format: str | None = None, columns: Mapping[str, str | int] | None = None,
                       separator: str | None = None, header: bool | None = None) -> Interactions:
     """Read an interaction file into `Interactions` (canonical columns, rows in file order).
 
@@ -163,7 +167,7 @@ def read_interactions(path, *, format: str | None = None, columns: Mapping[str, 
     return Interactions(frame, has_time=has_time, source=str(path), meta={"format": fmt})
 
 
-def _check_format(format: str | None, path) -> str | None:
+def _check_format(format: str | None, path: Source) -> str | None:
     if format is None:
         return None
     name = str(format).strip().lower()
@@ -172,7 +176,7 @@ def _check_format(format: str | None, path) -> str | None:
     return name
 
 
-def _check_mapping(columns, path) -> dict[str, str | int] | None:
+def _check_mapping(columns: object, path: Source) -> ColumnMap | None:
     if columns is None:
         return None
     if not isinstance(columns, Mapping):
@@ -193,7 +197,8 @@ def _check_mapping(columns, path) -> dict[str, str | int] | None:
 
 # ---------------------------------------------------------------------------------------------- delimited tables
 
-def _read_table(data: bytes, path, fmt: str, mapping, separator: str | None, header: bool | None):
+def _read_table(data: bytes, path: Source, fmt: str, mapping: ColumnMap | None, separator: str | None,
+                header: bool | None) -> tuple[pl.DataFrame, bool]:
     sep = separator or {"dat": "::", "inter": "\t"}.get(fmt)
     shown_sep, quote = sep, fmt != "dat"
     if sep is not None and len(sep.encode()) > 1:  # Polars splits on one byte: "::" -> \x1f
@@ -206,7 +211,6 @@ def _read_table(data: bytes, path, fmt: str, mapping, separator: str | None, hea
         if sep is None:
             raise DataError("cannot find the field separator", path=path, line=first_line, value=lines[0],
                             expected="fields separated by ',', ';', tab, '|' or space (or pass separator=)")
-        shown_sep = sep
     records = textio.split_records(lines, sep, quote)
     uses_names = mapping is not None and any(isinstance(ref, str) for ref in mapping.values())
     if header is None:
@@ -228,9 +232,9 @@ def _read_table(data: bytes, path, fmt: str, mapping, separator: str | None, hea
                         line=first_line, expected="at least one interaction row")
     skip = data.count(b"\n", 0, body_start)
     shown = {canon: (names[i] if names else f"{canon} (field {i + 1})") for canon, i in resolved.items()}
-    layout = textio.Layout(str(path), sep, shown_sep, quote, n_fields, bool(header), skip + 1,
+    layout = textio.Layout(str(path), sep, shown_sep or sep, quote, n_fields, bool(header), skip + 1,
                            tuple((canon, i, shown[canon]) for canon, i in resolved.items()))
-    schema = {f"f{i}": pl.String for i in range(n_fields)}
+    schema: dict[str, type[pl.DataType]] = {f"f{i}": pl.String for i in range(n_fields)}
     sample = records[1:] if header else records
     padded = textio.padded_integers(data, sep)           # "007" beside "7": ids read as text, then checked
     for canon, i in resolved.items():
@@ -247,16 +251,18 @@ def _read_table(data: bytes, path, fmt: str, mapping, separator: str | None, hea
     return textio.build_columns(raw, fail)
 
 
-def _read_body(data: bytes, body_start: int, layout: textio.Layout, schema: dict):
+def _read_body(data: bytes, body_start: int, layout: textio.Layout, schema: dict[str, type[pl.DataType]]
+               ) -> tuple[pl.DataFrame, pl.Series | None]:
     """The body as a frame of raw fields f0, f1, ... without blank lines, and the file rows kept (None: all)."""
-    skip = layout.first_line - 1
-    options = {"has_header": False, "separator": layout.sep, "quote_char": '"' if layout.quote else None,
-               "skip_lines": skip}
+    def read(dtypes: dict[str, type[pl.DataType]]) -> pl.DataFrame:
+        return pl.read_csv(data, schema=dtypes, has_header=False, separator=layout.sep,
+                           quote_char='"' if layout.quote else None, skip_lines=layout.first_line - 1)
+
     try:
-        frame = pl.read_csv(data, schema=schema, **options)
+        frame = read(schema)
     except textio.POLARS_ERRORS:
         try:  # a row beyond the sample disagrees with the guessed dtypes: read text, convert later
-            frame = pl.read_csv(data, schema=dict.fromkeys(schema, pl.String), **options)
+            frame = read(dict.fromkeys(schema, pl.String))
         except textio.POLARS_ERRORS as exc:
             error = textio.diagnose(data[body_start:], layout)
             raise (error or DataError(f"cannot parse the file ({_first_line(exc)})", path=layout.path)) from None
@@ -270,7 +276,8 @@ def _read_body(data: bytes, body_start: int, layout: textio.Layout, schema: dict
     return frame, (~blank).arg_true()
 
 
-def _resolve(mapping, names: list[str] | None, n_fields: int, path, line: int | None, fmt: str) -> dict[str, int]:
+def _resolve(mapping: ColumnMap | None, names: list[str] | None, n_fields: int, path: Source, line: int | None,
+             fmt: str) -> dict[str, int]:
     """Map canonical names to 0-based field positions; the sequence key `user` falls back on `session`."""
     if mapping is None:
         mapping = _default_mapping(names, n_fields, path, line)
@@ -296,7 +303,7 @@ def _resolve(mapping, names: list[str] | None, n_fields: int, path, line: int | 
     return resolved
 
 
-def _default_mapping(names: list[str] | None, n_fields: int, path, line: int | None) -> dict[str, str | int]:
+def _default_mapping(names: list[str] | None, n_fields: int, path: Source, line: int | None) -> ColumnMap:
     if names is None:
         if n_fields < 2:
             raise DataError("the lines have a single field", path=path, line=line,
@@ -304,7 +311,7 @@ def _default_mapping(names: list[str] | None, n_fields: int, path, line: int | N
         layout = ((USER, ITEM), (USER, ITEM, TIME), (USER, ITEM, RATING, TIME))[min(n_fields, 4) - 2]
         return {canon: i for i, canon in enumerate(layout)}
     lowered = [n.lower() for n in names]
-    found = {}
+    found: ColumnMap = {}
     for canon, aliases in _ALIASES.items():
         hit = next((alias for alias in aliases if alias in lowered), None)
         if hit is not None:
@@ -316,7 +323,7 @@ def _default_mapping(names: list[str] | None, n_fields: int, path, line: int | N
     return found
 
 
-def _guess_dtype(canon: str, values: list[str]) -> pl.DataType:
+def _guess_dtype(canon: str, values: list[str]) -> type[pl.DataType]:
     if values and all(textio.INT_RE.match(v) for v in values):
         return pl.Int64
     if canon in (TIME, RATING) and values and all(textio.NUMBER_RE.match(v) for v in values):
@@ -326,7 +333,7 @@ def _guess_dtype(canon: str, values: list[str]) -> pl.DataType:
 
 # ---------------------------------------------------------------------------------------------- line formats
 
-def _read_lists(data: bytes, path, fmt: str, separator: str | None):
+def _read_lists(data: bytes, path: Source, fmt: str, separator: str | None) -> tuple[pl.DataFrame, bool]:
     """pairs (`user item`), sequences (`user item item ...`) and sessions (`item,item,...`), one per line."""
     if fmt == "pairs" and (fast := _read_pairs_fast(data, path, separator or " ")) is not None:
         return fast
@@ -373,7 +380,7 @@ def _read_lists(data: bytes, path, fmt: str, separator: str | None):
     return frame, False
 
 
-def _read_pairs_fast(data: bytes, path, sep: str):
+def _read_pairs_fast(data: bytes, path: Source, sep: str) -> tuple[pl.DataFrame, bool] | None:
     """Pairs split by exactly one separator byte, read as a 2-column table; None when any line is irregular
     (extra or missing fields, runs of blanks, ids beyond the sample's type): the line-based reader then
     handles the file and names the bad line."""
@@ -407,7 +414,7 @@ def _read_pairs_fast(data: bytes, path, sep: str):
 
 # ---------------------------------------------------------------------------------------------- parquet
 
-def _read_parquet(raw: bytes, path, mapping):
+def _read_parquet(raw: bytes, path: Source, mapping: ColumnMap | None) -> tuple[pl.DataFrame, bool]:
     if not raw:
         raise DataError("file is empty", path=path, expected="a Parquet file")
     if not raw.startswith(textio.PARQUET_MAGIC):

@@ -58,9 +58,8 @@ def read_diginetica(path: str | os.PathLike[str]) -> pl.DataFrame:
     if tuple(names) != DIGINETICA_COLUMNS:
         raise DataError("not a Diginetica train-item-views header", path=path, line=1, value=first[:120],
                         expected="sessionId;userId;itemId;timeframe;eventdate")
-    options = {"format": "csv", "separator": ";", "header": True}
-    by_date = read_interactions(path, columns={SESSION: 0, ITEM: 2, TIME: 4}, **options).frame
-    by_offset = read_interactions(path, columns={SESSION: 0, ITEM: 2, TIME: 3}, **options).frame
+    by_date, by_offset = (read_interactions(path, columns={SESSION: 0, ITEM: 2, TIME: field}, format="csv",
+                                            separator=";", header=True).frame for field in (4, 3))
     return pl.DataFrame({
         SESSION: by_date.get_column(SESSION),
         ITEM: by_date.get_column(ITEM),
@@ -150,7 +149,7 @@ def preprocess_sessions(clicks: pl.DataFrame | Interactions, *, test_days: float
                         f"than {min_item_count} clicks", expected="sessions of at least 2 frequent items")
 
     sessions = frame.group_by(SESSION).agg(pl.col(DATE).max(), pl.col("first_row").first())
-    split_date = sessions.get_column(DATE).max() - test_days * DAY
+    split_date = sessions.select(pl.col(DATE).max()).item() - test_days * DAY
     on_split = int((sessions.get_column(DATE) == split_date).sum())
     sessions = sessions.with_columns(
         part=pl.when(pl.col(DATE) < split_date).then(0).when(pl.col(DATE) > split_date).then(1).otherwise(None))
@@ -176,7 +175,8 @@ def preprocess_sessions(clicks: pl.DataFrame | Interactions, *, test_days: float
     return split_sessions(data, num_train, valid_fraction=valid_fraction, valid_sessions=valid_sessions, seed=seed)
 
 
-def _check_options(test_days, min_item_count, max_session_len, valid_fraction) -> None:
+def _check_options(test_days: float, min_item_count: int, max_session_len: int | None,
+                   valid_fraction: float) -> None:
     if not test_days > 0:
         raise ConfigError(f"test_days must be positive, got {test_days}")
     if min_item_count < 1:
@@ -247,14 +247,14 @@ def load_session_files(train_path: str | os.PathLike[str], test_path: str | os.P
     return split_sessions(data, num_train, valid_fraction=valid_fraction, valid_sessions=valid_sessions, seed=seed)
 
 
-def _check_positive_ids(frame: pl.DataFrame, path) -> None:
+def _check_positive_ids(frame: pl.DataFrame, path: str | os.PathLike[str]) -> None:
     column = frame.get_column(ITEM)
     if not column.dtype.is_integer():
         bad = column.cast(pl.Int64, strict=False).is_null()
         row = int(bad.arg_true()[0])
         raise DataError("item id is not an integer", path=path, line=int(frame.get_column(USER)[row]) + 1,
                         column=ITEM, value=column[row], expected="positive integer ids, or remap=True")
-    if column.min() < 1:
+    if (column < 1).any():
         row = int((column < 1).arg_true()[0])
         raise DataError("item id below 1 (0 is the padding id)", path=path,
                         line=int(frame.get_column(USER)[row]) + 1, column=ITEM, value=column[row],

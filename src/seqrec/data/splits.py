@@ -157,7 +157,8 @@ def temporal(data: SequenceData, *, valid_time: int | None = None, test_time: in
                  Targets(data, user_of[in_test], in_test), "temporal", info)
 
 
-def _cut_offs(data, valid_time, test_time, valid_fraction, test_fraction) -> tuple[int, int]:
+def _cut_offs(data: SequenceData, valid_time: int | None, test_time: int | None, valid_fraction: float | None,
+              test_fraction: float | None) -> tuple[int, int]:
     if valid_fraction is not None or test_fraction is not None:
         if valid_time is not None or test_time is not None:
             raise ConfigError("give the temporal cut-offs either as times or as fractions, not both")

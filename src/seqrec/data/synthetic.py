@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -118,7 +119,7 @@ class SyntheticConfig:
         return asdict(self)
 
 
-def generate(config: SyntheticConfig | None = None, **overrides) -> Interactions:
+def generate(config: SyntheticConfig | None = None, **overrides: Any) -> Interactions:
     """Generate the synthetic log described in the module docstring.
 
     Args:

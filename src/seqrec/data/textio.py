@@ -169,7 +169,8 @@ def padded_integers(data: bytes, sep: str, chunk: int = 1 << 20) -> bool:
 
 def skip_blank_lines(data: bytes, offset: int) -> int:
     """The offset of the first non-blank line at or after `offset` (a line start)."""
-    return _BLANK_LINES.match(data, offset).end()
+    blank = _BLANK_LINES.match(data, offset)      # always matches (maybe nothing)
+    return offset if blank is None else blank.end()
 
 
 def end_of_record(data: bytes, offset: int, quote: bool) -> int:
@@ -189,8 +190,8 @@ def head_lines(data: bytes, offset: int = 0, size: int = SAMPLE_BYTES) -> list[s
 
 
 def split_records(lines: list[str], sep: str, quote: bool) -> list[list[str]]:
-    quoting = csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE
-    return [rec for rec in csv.reader(lines, delimiter=sep, quoting=quoting) if rec]
+    return [rec for rec in csv.reader(lines, delimiter=sep, quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE)
+            if rec]
 
 
 def sniff_separator(lines: list[str], candidates: tuple[str, ...] = SEPARATORS) -> str | None:
@@ -269,8 +270,8 @@ def diagnose(body: bytes, layout: Layout, hint: Hint | None = None) -> DataError
     Slow (a Python loop): for the error path only.
     """
     text = io.StringIO(body.decode("utf-8", "replace"), newline="")
-    quoting = csv.QUOTE_MINIMAL if layout.quote else csv.QUOTE_NONE
-    reader = csv.reader(text, delimiter=layout.sep, quoting=quoting, strict=False)
+    reader = csv.reader(text, delimiter=layout.sep, quoting=csv.QUOTE_MINIMAL if layout.quote else csv.QUOTE_NONE,
+                        strict=False)
     like = "the header" if layout.header else f"line {layout.first_line}"
     first_kind = None
     row, consumed = 0, 0
@@ -313,12 +314,15 @@ def diagnose_row(body: bytes, layout: Layout, hint: Hint) -> DataError:
     """The DataError for `hint`: without quoted fields (rows are lines) jump straight to its line; otherwise
     walk the file from the top (`diagnose`), as a quoted field may span lines."""
     if layout.quote and b'"' in body:
-        return diagnose(body, layout, hint)
-    ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
-    start = 0 if hint.row == 0 else int(ends[hint.row - 1]) + 1
-    end = int(ends[hint.row]) + 1 if hint.row < len(ends) else len(body)
-    local = replace(layout, first_line=layout.first_line + hint.row)
-    return diagnose(body[start:end], local, replace(hint, row=0))
+        error = diagnose(body, layout, hint)
+    else:
+        ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
+        start = 0 if hint.row == 0 else int(ends[hint.row - 1]) + 1
+        end = int(ends[hint.row]) + 1 if hint.row < len(ends) else len(body)
+        local = replace(layout, first_line=layout.first_line + hint.row)
+        error = diagnose(body[start:end], local, replace(hint, row=0))
+    assert error is not None      # with a hint, diagnose always returns an error
+    return error
 
 
 def _field_problem(canon: str, value: str, first_kind: str | None) -> tuple[str, str] | None:
@@ -433,13 +437,13 @@ def _text_times(s: pl.Series, fail: Fail) -> pl.Series:
 def _parse_iso(s: pl.Series) -> pl.Series:
     """ISO dates/datetimes (naive ones taken as UTC) as Int64 epoch seconds; null where none of the forms fit."""
     s = s.str.replace(r"Z$", "+00:00")
-    out = None
+    out = pl.Series(TIME, [None] * len(s), dtype=pl.Int64)
     for fmt in ISO_FORMATS:
         try:
             part = s.str.to_datetime(fmt, strict=False, time_unit="us", time_zone="UTC").dt.epoch("s")
         except POLARS_ERRORS:
             continue
-        out = part if out is None else out.fill_null(part)
+        out = out.fill_null(part)
         if out.null_count() == 0:
             break
     return out.cast(pl.Int64).alias(TIME)

@@ -8,8 +8,10 @@ a binary search. Items start at 1 (0 is the padding id); users start at 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from seqrec.errors import DataError
 
@@ -46,7 +48,7 @@ class Vocab:
                             expected=f"{self.start}..{len(self) + self.start - 1}")
         return self.raw[index]
 
-    def encode(self, raw_ids, *, missing: int | None = None) -> np.ndarray:
+    def encode(self, raw_ids: ArrayLike, *, missing: int | None = None) -> np.ndarray:
         """Raw ids -> dense ids. Unknown ids raise DataError naming them, or map to `missing` when given."""
         values = self._coerce(raw_ids)
         index = np.searchsorted(self.raw, values)
@@ -62,7 +64,7 @@ class Vocab:
             dense[~found] = missing
         return dense
 
-    def _coerce(self, raw_ids) -> np.ndarray:
+    def _coerce(self, raw_ids: ArrayLike) -> np.ndarray:
         values = np.asarray(raw_ids)
         if self.is_integer and values.dtype.kind not in "iu":
             try:
@@ -75,7 +77,7 @@ class Vocab:
         return values
 
 
-def _is_int(value) -> bool:
+def _is_int(value: Any) -> bool:
     try:
         int(value)
     except (ValueError, TypeError):

@@ -114,7 +114,7 @@ def _dimension(path: Path, key: str, spec: Any) -> Dimension:
     for name, value in values.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, number)):
             raise ConfigError(f"{where}: {name} {value!r} is not {'an integer' if kind == 'int' else 'a number'}")
-    low, high, step, log = values["low"], values["high"], values["step"], spec.get("log", False)
+    low, high, step, log = spec["low"], spec["high"], spec.get("step"), spec.get("log", False)   # low, high: required
     if not isinstance(log, bool):
         raise ConfigError(f"{where}: log {log!r} is not true or false")
     if low > high:

@@ -35,7 +35,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -44,6 +45,11 @@ from seqrec.errors import ConfigError, SeqrecError
 from seqrec.experiments.space import Dimension, check_space, override, read_space, space_to_dict
 from seqrec.rundir import RunDir
 from seqrec.train.runlog import EpochLog, write_json, write_text
+
+if TYPE_CHECKING:   # the `tune` extra; imported when a study runs
+    from optuna import Study, Trial
+    from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
 
 log = logging.getLogger(__name__)
 STUDY_NAME = "seqrec"
@@ -100,7 +106,7 @@ def tune(config: str | Path | None, space: str | Path | None, *, out: str | Path
     objective = _Objective(out, dims, metric, settings["seed"])
     remaining = trials - finished_count(study)
     if remaining > 0 and (timeout_minutes is None or timeout_minutes > 0):
-        def enough(study, _trial) -> None:           # other processes may be finishing trials of this study too
+        def enough(study: Study, _trial: FrozenTrial) -> None:   # other processes may be finishing trials too
             if finished_count(study) >= trials:
                 study.stop()
 
@@ -111,7 +117,7 @@ def tune(config: str | Path | None, space: str | Path | None, *, out: str | Path
     return result
 
 
-def _optuna():
+def _optuna() -> ModuleType:
     try:
         import optuna
     except ImportError:
@@ -120,8 +126,8 @@ def _optuna():
     return optuna
 
 
-def _open_study_dir(out: Path, config, space, overrides: Sequence[str], resume: bool, seed: int | None,
-                    prune: bool, prune_after: int) -> dict:
+def _open_study_dir(out: Path, config: str | Path | None, space: str | Path | None, overrides: Sequence[str],
+                    resume: bool, seed: int | None, prune: bool, prune_after: int) -> dict:
     """Create the study directory (config, space and settings fixed there), or check a resumed one's."""
     stored = out / "study.json"
     if resume and not stored.exists():
@@ -168,7 +174,7 @@ class _Objective:
     def __init__(self, out: Path, dims: Sequence[Dimension], metric: str, seed: int) -> None:
         self.out, self.dims, self.metric, self.seed = out, dims, metric, seed
 
-    def __call__(self, trial) -> float:
+    def __call__(self, trial: Trial) -> float:
         import optuna
 
         from seqrec import api
@@ -259,7 +265,7 @@ def _is_gone(token: str | None) -> bool:
     return start not in ("?", _start_time(pid))           # the pid was reused by another process
 
 
-def requeue_interrupted(study, storage) -> list[int]:
+def requeue_interrupted(study: Study, storage: BaseStorage) -> list[int]:
     """Mark trials left RUNNING by a dead process failed (interrupted), and queue every interrupted trial once
     again with its parameters and run directory (the new trial resumes it). Returns the requeued trial numbers."""
     from optuna.trial import TrialState
@@ -284,7 +290,7 @@ def requeue_interrupted(study, storage) -> list[int]:
     return requeued
 
 
-def finished_count(study) -> int:
+def finished_count(study: Study) -> int:
     """Trials that count towards --trials: complete, pruned, or failed for a reason other than an interruption."""
     from optuna.trial import TrialState
 
@@ -295,7 +301,7 @@ def finished_count(study) -> int:
 
 # ------------------------------------------------------------------------------------------------- summary
 
-def trial_rows(study) -> list[dict]:
+def trial_rows(study: Study) -> list[dict]:
     """One row per trial: number, state, value, parameters, best epoch, epochs run, minutes, run directory."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
@@ -316,7 +322,7 @@ def trial_rows(study) -> list[dict]:
     return rows
 
 
-def write_best(study, out: Path, metric: str) -> dict | None:
+def write_best(study: Study, out: Path, metric: str) -> dict | None:
     """Write best.yaml and best.json for the best complete trial, testing it once (None: no trial completed).
 
     The test metrics are computed the first time a trial is the best and kept in best.json (and the trial's

@@ -82,7 +82,12 @@ class _MLflow:
         from mlflow.entities import Param
 
         t = config.train
-        uri = t.mlflow_uri or f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
+        if t.mlflow_uri is None:       # the local store in the run directory; check() refuses a run without one
+            assert run_dir is not None
+            uri = f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
+            location: str | None = (run_dir / "mlartifacts").resolve().as_uri()
+        else:
+            uri, location = t.mlflow_uri, None
         self.client = MlflowClient(tracking_uri=uri)
         self.marker = run_dir / "mlflow.json" if run_dir is not None else None
         previous = json.loads(self.marker.read_text()) if self.marker is not None and self.marker.exists() else {}
@@ -91,7 +96,6 @@ class _MLflow:
             self.client.update_run(self.run_id, status="RUNNING")
             return
         experiment = self.client.get_experiment_by_name(t.mlflow_experiment)
-        location = (run_dir / "mlartifacts").resolve().as_uri() if t.mlflow_uri is None else None
         experiment_id = (experiment.experiment_id if experiment is not None else
                          self.client.create_experiment(t.mlflow_experiment, artifact_location=location))
         name = run_dir.name if run_dir is not None else config.model.name
@@ -144,6 +148,7 @@ class Tracker:
         check(config, run_dir)
         self.sinks: list[Any] = []
         if config.train.tensorboard:
+            assert run_dir is not None      # check() refuses TensorBoard without a run directory
             self.sinks.append(_TensorBoard(config, run_dir))
         if config.train.mlflow:
             self.sinks.append(_MLflow(config, run_dir))
