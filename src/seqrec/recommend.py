@@ -12,13 +12,14 @@ and the exact top-k is taken over the item table in contiguous id chunks, so no 
 is never recommended; `exclude_seen` removes the whole history (not only the part the model reads); `deny`
 removes items; `allow` restricts the candidates to a list. Within an answer, equal scores are listed by item id.
 
-A model that reads timestamps (`uses_times`) or ratings (`uses_ratings`) gets a known user's from the data; a raw
-history then needs its `times` / `ratings`, one per item (ratings become ids 1..R as in training: `rating_ids`).
+A model that reads side inputs (`side_inputs`: timestamps, ratings) gets a known user's from the data; a raw
+history then needs them, one per item (`times`, `ratings`), encoded as in training (`side_windows`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor
 
 from seqrec.config import RunConfig
-from seqrec.data.batches import rating_ids
+from seqrec.data.batches import SIDE_INPUTS, data_side_inputs, side_windows
 from seqrec.data.sequences import SequenceData, gather_windows, slice_pairs
 from seqrec.errors import DataError, SeqrecError
 from seqrec.models import SequentialRecommender
@@ -54,9 +55,9 @@ class Query:
     """One request, in dense ids: the history the model reads and the candidates' rules.
 
     history: [H] int64 dense item ids, oldest first (all of it is 'seen'; the model reads the last max_len).
-    times: [H] int64 timestamps of the history's items, for a model that reads them (`uses_times`), else None.
-    ratings: [H] float64 raw ratings of the history's items, for a model that reads them (`uses_ratings`), else
-        None.
+    side: the side inputs of the history's items that the model reads (`side_inputs`), by name, [H] each as
+        `seqrec.data.batches.SIDE_INPUTS[name].dtype` (timestamps int64, raw ratings float64); empty for a model
+        that reads items only.
     """
 
     history: np.ndarray
@@ -64,8 +65,7 @@ class Query:
     exclude_seen: bool = True
     allow: np.ndarray | None = None    # [A] dense ids: only these may be recommended
     deny: np.ndarray | None = None     # [X] dense ids: never recommended
-    times: np.ndarray | None = None    # [H] timestamps of `history` (models with `uses_times` only)
-    ratings: np.ndarray | None = None  # [H] raw ratings of `history` (models with `uses_ratings` only)
+    side: Mapping[str, np.ndarray] = field(default_factory=dict)   # name -> [H] raw values of `history`'s items
 
 
 @dataclass
@@ -108,6 +108,7 @@ class Recommender:
         self.info = info or {}
         self.max_block = int(max_block)
         self.ann = None                   # seqrec.ann.AnnIndex once `use_ann` is called
+        self._data_side: dict[str, np.ndarray] | None = None
         tensor = next(iter(model.parameters()), None)
         if tensor is None:
             tensor = next(iter(model.buffers()), None)
@@ -159,16 +160,6 @@ class Recommender:
 
     # ------------------------------------------------------------------ raw ids -> dense queries
 
-    @property
-    def uses_times(self) -> bool:
-        """Whether the model reads timestamps: a raw `history` then needs its `times`."""
-        return bool(getattr(self.model, "uses_times", False))
-
-    @property
-    def uses_ratings(self) -> bool:
-        """Whether the model reads ratings: a raw `history` then needs its `ratings`."""
-        return bool(getattr(self.model, "uses_ratings", False))
-
     def user_history(self, user) -> np.ndarray:
         """[H] dense item ids of a known user's whole log, oldest first; RecommendError if unknown."""
         return self.data.items[self._user_slice(user)].astype(np.int64)
@@ -183,29 +174,31 @@ class Recommender:
             raise RecommendError(f"unknown user {user!r}", status=404, field="user")
         return slice(int(self.data.offsets[u]), int(self.data.offsets[u + 1]))
 
-    def encode_times(self, times, length: int) -> np.ndarray | None:
-        """The timestamps of a raw history of `length` items as [H] int64; None when the model reads none and
-        none were given.
+    def encode_side(self, name: str, values: object, length: int) -> np.ndarray | None:
+        """The side input `name` (`times`, `ratings`) of a raw history of `length` items as [H] raw values
+        (`SideInput.dtype`); None when the model reads none and none were given.
 
         Raises:
-            RecommendError: the model reads timestamps and none were given, or they are not one integer per
+            RecommendError: the model reads them and none were given, or they are not one valid value per
                 history item.
         """
-        return _per_item(times, length, field="times", what="timestamps", needed=self.uses_times,
-                         model="HSTU with time_bias", noun="integer timestamp",
-                         kind="integer timestamps (seconds)", ok=_is_integer, dtype=np.int64)
-
-    def encode_ratings(self, ratings, length: int) -> np.ndarray | None:
-        """The ratings of a raw history of `length` items as [H] float64; None when the model reads none and
-        none were given. They become rating ids as in training (rounded, clamped to 1..R: `rating_ids`).
-
-        Raises:
-            RecommendError: the model reads ratings and none were given, or they are not one finite number per
-                history item.
-        """
-        return _per_item(ratings, length, field="ratings", what="ratings", needed=self.uses_ratings,
-                         model="HSTU with rating inputs", noun="rating", kind="finite numbers", ok=_is_number,
-                         dtype=np.float64)
+        side = SIDE_INPUTS[name]
+        if values is None:
+            why = self.model.side_inputs.get(name)
+            if why is not None:
+                raise RecommendError(f"this model reads {side.what} ({why.setting}): give '{name}', one {side.noun} "
+                                     "per history item", field=name)
+            return None
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sized) or not isinstance(values, Iterable):
+            raise RecommendError(f"{name} must be a list of {side.kind}", field=name)
+        listed = list(values)
+        if len(listed) != length:
+            raise RecommendError(f"{name} has {len(listed)} values but the history has {length} items; give one "
+                                 f"{side.noun} per history item", field=name)
+        bad = [v for v in listed if not side.accepts(v)]
+        if bad:
+            raise RecommendError(f"{name} must be {side.kind}, got {bad[0]!r}", field=name)
+        return np.asarray(listed, dtype=side.dtype)
 
     def encode_items(self, raw_ids, *, ignore_unknown: bool = False, field: str = "history"
                      ) -> tuple[np.ndarray, list]:
@@ -248,39 +241,37 @@ class Recommender:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise RecommendError(f"k must be a positive integer, got {k!r}", field="k")
         ignored: list = []
-        seen_times = seen_ratings = None
+        given = {"times": times, "ratings": ratings}
         if user is not None:
-            for name, value in (("times", times), ("ratings", ratings)):
+            for name, value in given.items():
                 if value is not None:
                     raise RecommendError(f"{name} go with a raw history; a known user's come from the data",
                                          field=name)
             rows = self._user_slice(user)
             seen = self.data.items[rows].astype(np.int64)
-            seen_times = self.data.times[rows].astype(np.int64) if self.uses_times else None
-            seen_ratings = self._data_ratings()[rows].astype(np.float64) if self.uses_ratings else None
+            side = {name: values[rows].astype(SIDE_INPUTS[name].dtype) for name, values in self.data_side.items()}
         else:
             if isinstance(history, (str, bytes)):
                 raise RecommendError("history must be a list of item ids", field="history")
             history = list(history)
-            checked = self.encode_times(times, len(history))                           # before the ids
-            rated = self.encode_ratings(ratings, len(history))
-            seen, ignored, known = self._encode_history(history, ignore_unknown)
-            seen_times = checked[known] if checked is not None else None
-            seen_ratings = rated[known] if rated is not None else None
+            checked = {name: self.encode_side(name, given.get(name), len(history)) for name in SIDE_INPUTS}
+            seen, ignored, known = self._encode_history(history, ignore_unknown)   # the side inputs first
+            side = {name: values[known] for name, values in checked.items()
+                    if values is not None and name in self.model.side_inputs}
             if seen.size == 0:
                 what = "has no known item" if ignored else "is empty"
                 raise RecommendError(f"the history {what}; give at least one known item id", field="history")
         allow_ids = self.encode_items(allow, ignore_unknown=ignore_unknown, field="allow")[0] \
             if allow is not None else None
         deny_ids = self.encode_items(deny, ignore_unknown=True, field="deny")[0] if deny is not None else None
-        return Query(seen, int(k), bool(exclude_seen), allow_ids, deny_ids, seen_times if self.uses_times else None,
-                     seen_ratings if self.uses_ratings else None), ignored
+        return Query(seen, int(k), bool(exclude_seen), allow_ids, deny_ids, side), ignored
 
-    def _data_ratings(self) -> np.ndarray:
-        """The data's CSR ratings; RecommendError when a rating model meets data without them."""
-        if self.data.ratings is None:
-            raise RecommendError(f"this model reads ratings, but {self.data.source} has none", field="ratings")
-        return self.data.ratings
+    @property
+    def data_side(self) -> dict[str, np.ndarray]:
+        """The data's CSR side inputs that the model reads (`data_side_inputs`; ConfigError if it lacks one)."""
+        if self._data_side is None:
+            self._data_side = data_side_inputs(self.model, self.data)
+        return self._data_side
 
     def _encode_history(self, history, ignore_unknown: bool) -> tuple[np.ndarray, list, np.ndarray]:
         """(dense ids of the known items, unknown raw ids, [H] bool mask of the known items)."""
@@ -304,10 +295,8 @@ class Recommender:
         """Answer several queries in one batch (what the HTTP service does with concurrent requests)."""
         if not queries:
             return []
-        histories = [q.history for q in queries]
-        times = [q.times for q in queries] if self.uses_times else None
-        ratings = [q.ratings for q in queries] if self.uses_ratings else None
-        states = self.states(histories, times, ratings)                                # [B, D]
+        states = self.states([q.history for q in queries],
+                             **{name: [q.side[name] for q in queries] for name in self.model.side_inputs})  # [B, D]
         out: list[Recommendation | None] = [None] * len(queries)
         plain = [i for i, q in enumerate(queries) if q.allow is None]
         if plain:
@@ -337,8 +326,6 @@ class Recommender:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise RecommendError(f"batch_size must be a positive integer, got {batch_size!r}", field="batch_size")
         k = min(int(k), self.data.num_items)          # no more rows than items: a huge k allocates nothing more
-        flat_times = self.data.times if self.uses_times else None
-        flat_ratings = None
         if histories is not None:
             histories = list(histories)
             for name, lists in (("times", times), ("ratings", ratings)):
@@ -348,10 +335,8 @@ class Recommender:
                                   ratings=None if ratings is None else ratings[i])[0]
                        for i, h in enumerate(histories)]
             flat, starts, ends = _flatten([q.history for q in queries])
-            if self.uses_times:
-                flat_times = _flatten([q.times for q in queries])[0]
-            if self.uses_ratings:
-                flat_ratings = _flatten([q.ratings for q in queries], np.float64)[0]
+            side = {name: _flatten([q.side[name] for q in queries], SIDE_INPUTS[name].dtype)[0]
+                    for name in self.model.side_inputs}
             keys = np.arange(starts.shape[0])
         else:
             if users is None:
@@ -365,7 +350,7 @@ class Recommender:
                                                                   if len(unknown) > 5 else "")
                     raise RecommendError(f"unknown user id(s): {shown}", status=404, field="users")
             flat, starts, ends = self.data.items, self.data.offsets[index], self.data.offsets[index + 1]
-            flat_ratings = self._data_ratings() if self.uses_ratings else None
+            side = self.data_side
             keys = self.data.users.decode(index)
         count = starts.shape[0]
         order = np.argsort(np.minimum(ends - starts, self.max_len), kind="stable")    # similar widths together
@@ -373,7 +358,7 @@ class Recommender:
         all_scores = np.full((count, k), -np.inf, dtype=np.float32)
         for low in range(0, count, batch_size):
             chosen = order[low:low + batch_size]
-            states = self._states(flat, starts[chosen], ends[chosen], flat_times, flat_ratings)
+            states = self._states(flat, starts[chosen], ends[chosen], side)
             excluded = slice_pairs(flat, starts[chosen], ends[chosen]) if exclude_seen else None
             ids, scores = self.topk(states, k, excluded)
             width = ids.shape[1]
@@ -388,35 +373,29 @@ class Recommender:
 
     # ------------------------------------------------------------------ tensors
 
-    def states(self, histories: list[np.ndarray], times: list[np.ndarray] | None = None,
-               ratings: list[np.ndarray] | None = None) -> Tensor:
+    def states(self, histories: list[np.ndarray], **side: list[np.ndarray]) -> Tensor:
         """[B, D] model states after each dense history (the last `max_len` items of each), one forward;
-        `times` / `ratings`: the histories' timestamps / raw ratings, for a model that reads them."""
+        `side`: the histories' side inputs by name (`times=`, `ratings=`: lists of [H] raw values), for a model
+        that reads them."""
         flat, starts, ends = _flatten(histories)
-        return self._states(flat, starts, ends, _flatten(times)[0] if times is not None else None,
-                            _flatten(ratings, np.float64)[0] if ratings is not None else None)
+        return self._states(flat, starts, ends, {name: _flatten(values, SIDE_INPUTS[name].dtype)[0]
+                                                 for name, values in side.items()})
 
     def _states(self, flat: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                flat_times: np.ndarray | None = None, flat_ratings: np.ndarray | None = None) -> Tensor:
+                side: Mapping[str, np.ndarray] | None = None) -> Tensor:
         """[B, D] states after the histories `flat[starts[i]:ends[i]]` (a CSR slice set, e.g. the data's own),
-        whose timestamps are `flat_times[starts[i]:ends[i]]` and raw ratings `flat_ratings[starts[i]:ends[i]]`
-        (each read when the model uses them)."""
+        whose side inputs are `side[name][starts[i]:ends[i]]` (each read when the model reads it)."""
+        side = side or {}
         width = int(max(1, min(self.max_len, (ends - starts).max(initial=1))))
         window = gather_windows(flat, starts, ends, width).astype(np.int64)            # [B, W] right-aligned
-        extra = {}
-        if self.uses_times:
-            if flat_times is None:
-                raise RecommendError("this model reads timestamps; give the histories' times", field="times")
-            times = gather_windows(flat_times, starts, ends, width).astype(np.int64)
-            extra["times"] = torch.from_numpy(times).to(self.device)                  # [B, W]
-        if self.uses_ratings:
-            if flat_ratings is None:
-                raise RecommendError("this model reads ratings; give the histories' ratings", field="ratings")
-            ids = rating_ids(gather_windows(flat_ratings, starts, ends, width), self.model.num_ratings)
-            extra["ratings"] = torch.from_numpy(np.where(window != 0, ids, 0)).to(self.device)   # [B, W]
+        for name in self.model.side_inputs:
+            if name not in side:
+                raise RecommendError(f"this model reads {SIDE_INPUTS[name].what}; give the histories' {name}",
+                                     field=name)
+        extra = side_windows(self.model, side, starts, ends, window)                  # [B, W] each
         with torch.inference_mode():
             items = torch.from_numpy(window).to(self.device)
-            return self.model.predict(items, **extra)
+            return self.model.predict(items, **{name: values.to(self.device) for name, values in extra.items()})
 
     def topk(self, states: Tensor, k: int, excluded: tuple[np.ndarray, np.ndarray] | None = None
              ) -> tuple[Tensor, Tensor]:
@@ -522,35 +501,6 @@ def _lower_id_first(scores: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
     order = np.lexsort((ids.numpy(), -scores.numpy().astype(np.float64)), axis=-1)   # score desc, id asc
     order = torch.from_numpy(order)
     return scores.gather(1, order), ids.gather(1, order)
-
-
-def _is_integer(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
-
-
-def _is_number(value) -> bool:
-    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-            and bool(np.isfinite(value)))
-
-
-def _per_item(values, length: int, *, field: str, what: str, needed: bool, model: str, noun: str, kind: str,
-              ok, dtype) -> np.ndarray | None:
-    """One value per history item (`times`, `ratings`) as an array, checked; None when not needed nor given."""
-    if values is None:
-        if needed:
-            raise RecommendError(f"this model reads {what} ({model}): give '{field}', one {noun} per history "
-                                 "item", field=field)
-        return None
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
-        raise RecommendError(f"{field} must be a list of {kind}", field=field)
-    values = list(values)
-    if len(values) != length:
-        raise RecommendError(f"{field} has {len(values)} values but the history has {length} items; give one "
-                             f"{noun} per history item", field=field)
-    bad = [v for v in values if not ok(v)]
-    if bad:
-        raise RecommendError(f"{field} must be {kind}, got {bad[0]!r}", field=field)
-    return np.asarray(values, dtype=dtype)
 
 
 def _flatten(histories: list[np.ndarray], dtype=np.int64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,13 +12,12 @@ import torch
 from pydantic import ValidationError
 
 from seqrec import api
-from seqrec.data.batches import CausalBatch, rating_ids
+from seqrec.data.batches import CausalBatch, data_side_inputs, rating_ids
 from seqrec.errors import ConfigError
 from seqrec.evaluate.ranking import target_ranks
 from seqrec.models import build_model
 from seqrec.recommend import Recommender, RecommendError
 from seqrec.train.objectives import make_batch
-from seqrec.train.trainer import model_inputs, model_ratings
 
 N = 30
 RATED = ("items_ratings", "interleaved")
@@ -43,13 +42,13 @@ def rows(seed: int = 0, batch: int = 3, length: int = 8) -> tuple[torch.Tensor, 
 
 def test_rating_inputs_announce_themselves_and_size_the_encoder():
     plain = hstu()
-    assert not plain.uses_ratings and plain.num_ratings == 0 and not hasattr(plain, "ratings")
+    assert plain.inputs == ("items",) and plain.num_ratings == 0 and not hasattr(plain, "ratings")
     joint = hstu("items_ratings", rating_dim=4, num_ratings=7)
-    assert joint.uses_ratings and joint.num_ratings == 7
+    assert joint.inputs == ("items", "ratings") and joint.num_ratings == 7
     assert tuple(joint.ratings.weight.shape) == (8, 4)                            # ids 0..7, rating_dim wide
     assert joint.encoder_len == 10 and joint.blocks[0].scale == 10.0
     mixed = hstu("interleaved")
-    assert mixed.uses_ratings and tuple(mixed.ratings.weight.shape) == (6, 16)    # a full token per rating
+    assert "ratings" in mixed.inputs and tuple(mixed.ratings.weight.shape) == (6, 16)    # a full token per rating
     # the encoder sees 2 * max_len tokens: positions, relative distances and the attention scale n
     assert mixed.encoder_len == 20 and tuple(mixed.positions.weight.shape) == (20, 16)
     assert mixed.blocks[0].scale == 20.0 and mixed.blocks[0].bias.position_weight.shape == (20,)
@@ -171,9 +170,11 @@ def test_data_without_ratings_is_refused_before_training():
 
     data = seqrec.load("demo")                                                       # items and times only
     assert data.ratings is None
-    with pytest.raises(ConfigError, match="ratings"):
-        model_ratings(hstu("interleaved"), data)
-    assert model_inputs(hstu(), data) == {}
+    with pytest.raises(ConfigError, match=r"model 'hstu' reads ratings \(inputs: interleaved\), but .* has none; "
+                                          r"set model.inputs: items"):
+        data_side_inputs(hstu("interleaved"), data)
+    assert data_side_inputs(hstu(), data) == {}
+    assert set(data_side_inputs(hstu(time_bias=True), data)) == {"times"}
 
 
 def test_rating_inputs_on_a_pairs_file_are_a_clear_error(dataset):
@@ -217,7 +218,7 @@ def _window(data, user: int, end: int, max_len: int) -> tuple[torch.Tensor, torc
 def test_interleaved_ratings_train_on_ml100k_and_the_evaluator_passes_them(ml100k_rated_run):
     run = ml100k_rated_run[0]
     model, split = run.model, run.split
-    assert model.uses_ratings and model.uses_times and split.data.ratings is not None
+    assert model.inputs == ("items", "times", "ratings") and split.data.ratings is not None
     assert set(np.unique(split.data.ratings).tolist()) == {1.0, 2.0, 3.0, 4.0, 5.0}
     assert float(model.ratings.weight[1:].detach().abs().sum()) > 0                 # the rating table trained
     assert np.isfinite(run.results["test"]["NDCG@10"]) and run.results["test"]["HR@10"] > 0
@@ -242,7 +243,7 @@ def test_items_ratings_trains_on_ml100k(tmp_path, monkeypatch, dataset):
     model = {**RATED_HSTU, "inputs": "items_ratings", "rating_dim": 4, "time_bias": False, "max_len": 20}
     run = api.train(dataset("ml-100k/u.data"), model=model, train={"epochs": 1, "progress": False, "seed": 1,
                                                                    "lr": 3e-3}, eval={"ks": [10]})
-    assert run.model.uses_ratings and run.results["test"]["HR@10"] > 0
+    assert "ratings" in run.model.inputs and run.results["test"]["HR@10"] > 0
     assert float(run.model.ratings.weight[1:].detach().abs().sum()) > 0
 
 
@@ -251,7 +252,7 @@ def test_recommender_reads_the_users_ratings_and_needs_them_for_raw_histories(ml
     monkeypatch.setenv("SEQREC_CACHE", str(cache))
     rec = Recommender.load(out)
     data = rec.data
-    assert rec.uses_ratings
+    assert "ratings" in rec.model.inputs
     user = data.users.decode(np.array([5]))[0]
     answer = rec.recommend(user, k=5)
     end = int(data.offsets[6])

@@ -116,7 +116,7 @@ def ml100k_timed_run(tmp_path_factory):
 def test_time_bias_trains_on_real_timestamps_and_the_evaluator_passes_them(ml100k_timed_run):
     run = ml100k_timed_run[0]
     model, split = run.model, run.split
-    assert split.data.has_time and model.uses_times
+    assert split.data.has_time and model.inputs == ("items", "times")
     weights = torch.cat([b.bias.time_weight.detach().flatten() for b in model.blocks])
     assert float(weights.abs().sum()) > 0                                         # the time bias was trained
     ranks = target_ranks(model, split.test, exclude_history=True)
@@ -165,7 +165,8 @@ def test_recommender_reads_the_users_timestamps(ml100k_timed_run, monkeypatch):
 
 def test_time_bias_on_data_without_timestamps_is_a_clear_error(dataset):
     path = dataset("ml-1m-sasrec/ml-1m.txt")
-    with pytest.raises(ConfigError, match="timestamps"):
+    with pytest.raises(ConfigError, match=r"model 'hstu' reads timestamps \(time_bias: true\), but .* has none "
+                                          r"\(only the line order\); set model.time_bias: false"):
         api.train(config=api.make_config(model=HSTU_TIMED, data={"path": str(path), "format": "pairs"},
                                          train={"epochs": 1, "progress": False}))
 

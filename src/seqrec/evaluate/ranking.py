@@ -29,9 +29,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqrec.data.batches import data_side_inputs, side_windows
 from seqrec.data.sequences import slice_pairs
 from seqrec.data.splits import Targets
 from seqrec.evaluate.metrics import DEFAULT_KS, metrics_from_ranks
+from seqrec.models.base import SequentialRecommender
 
 # (rows in the batch, item ids), both [P] int64 and sorted by item id, of the history items to exclude
 Pairs = tuple[np.ndarray, np.ndarray]
@@ -61,12 +63,14 @@ def target_ranks(model, targets: Targets, *, exclude_history: bool = False, batc
     Raises:
         ValueError: bad sizes, a target id outside 1..N, data with more items than the model, or a model on
             another device.
+        ConfigError: the model reads a side input (timestamps, ratings) that the data lacks.
     """
     device = _check_call(model, targets, batch_size, max_block, device)
     rows_per_batch, items_per_block = _block_shape(int(batch_size), int(max_block), int(model.num_items) + 1)
     rank, world = shard if shard is not None else (0, 1)
     if not 0 <= rank < world:
         raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard!r}")
+    side_values = data_side_inputs(model, targets.data)                             # what else the model reads
     ranks = np.zeros(len(targets), dtype=np.int64)                                  # [M]
     was_training = model.training
     model.eval()
@@ -79,7 +83,7 @@ def target_ranks(model, targets: Targets, *, exclude_history: bool = False, batc
             for start in range(rank * rows_per_batch, len(targets), world * rows_per_batch):
                 chosen = order[start:start + rows_per_batch]
                 part = Targets(targets.data, targets.users[chosen], targets.positions[chosen])
-                ranks[chosen] = _rank_batch(model, part, exclude_history, items_per_block, device)
+                ranks[chosen] = _rank_batch(model, part, side_values, exclude_history, items_per_block, device)
     finally:
         model.train(was_training)
     return ranks
@@ -97,20 +101,16 @@ def evaluate(model, targets: Targets, *, ks=DEFAULT_KS, exclude_history: bool = 
     return metrics_from_ranks(ranks, ks)
 
 
-def _rank_batch(model, part: Targets, exclude_history: bool, items_per_block: int,
-                device: str | torch.device) -> np.ndarray:
+def _rank_batch(model: SequentialRecommender, part: Targets, side_values: dict[str, np.ndarray],
+                exclude_history: bool, items_per_block: int, device: str | torch.device) -> np.ndarray:
     """[B] int64 ranks of one batch of targets."""
     num_rows = len(part)
     num_columns = int(model.num_items) + 1                                          # N + 1, with padding
     width = int(min(max((part.positions - part.input_starts).max(), 1), model.max_len))
-    inputs = torch.from_numpy(part.inputs(width).astype(np.int64)).to(device)       # [B, <= L]
-    extra = {}                                                                      # side inputs it reads
-    if getattr(model, "uses_times", False):                                         # HSTU's time bias
-        extra["times"] = torch.from_numpy(part.input_times(width)).to(device)       # [B, <= L], 0 at padding
-    if getattr(model, "uses_ratings", False):                                       # HSTU's rating inputs
-        ratings = part.input_ratings(width, model.num_ratings)                      # [B, <= L], 0 at padding
-        extra["ratings"] = torch.from_numpy(ratings).to(device)
-    states = model.predict(inputs, **extra)                                         # [B, D]
+    window = part.inputs(width).astype(np.int64)                                    # [B, <= L]
+    side = side_windows(model, side_values, part.input_starts, part.positions, window)  # side inputs it reads
+    inputs = torch.from_numpy(window).to(device)
+    states = model.predict(inputs, **{name: values.to(device) for name, values in side.items()})   # [B, D]
     target = torch.from_numpy(part.items.astype(np.int64)).to(device)               # [B]
     rows = torch.arange(num_rows, device=device)                                    # [B]
     excluded = _history_pairs(part) if exclude_history else None

@@ -5,10 +5,13 @@ A model is an `nn.Module` built from its own config and the catalogue size, `Mod
 - `forward(batch) -> Tensor`: sequence states, `[B, L, D]` for every position of a `CausalBatch`;
 - `item_embeddings() -> Tensor`: the item table `[N + 1, D]`, row 0 = padding (never ranked);
 - `predict(items) -> Tensor`: the state `[B, D]` that scores the next item after each history `[B, L]`
-  (left- or right-aligned, 0-padded); a model that reads timestamps (`uses_times`, HSTU's time bias) is
-  called `predict(items, times)` with the items' timestamps `[B, L]` (0 at padding), one that reads ratings
-  (`uses_ratings`, HSTU's rating inputs) `predict(items, ratings=ratings)` with the items' rating ids
-  `[B, L]` int64 in 1..`num_ratings` (0 at padding, `seqrec.data.batches.rating_ids`);
+  (left- or right-aligned, 0-padded);
+- `side_inputs`: the per-position inputs it reads besides the items (`{}` for most models), each with the
+  config setting that asks for it, e.g. `{"times": InputSetting("time_bias: true", "model.time_bias: false")}`;
+  `inputs` is then `("items", "times")`. The kinds (`seqrec.data.batches.SIDE_INPUTS`: `times`, `ratings`) are
+  `CausalBatch` fields and `predict` keywords, `[B, L]` int64 aligned with the items and 0 at padding
+  (timestamps; rating ids 1..`num_ratings`); the trainer, the evaluator and the recommender build them with
+  the one function `seqrec.data.batches.side_windows`, after `data_side_inputs` checked the data has them;
 - `similarity`: the module that turns states and item vectors into scores (dot product by default; a learned
   one such as MoL is a submodule, so its parameters train with the model).
 
@@ -21,13 +24,14 @@ Registration is the explicit table `MODELS` in `seqrec.models`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from seqrec.data.batches import CausalBatch
+from seqrec.data.batches import CausalBatch, InputSetting
 from seqrec.models.layers.similarity import make_similarity
 
 
@@ -99,26 +103,32 @@ class SequentialRecommender(nn.Module):
         raise NotImplementedError
 
     @property
-    def uses_times(self) -> bool:
-        """Whether the model reads timestamps (`CausalBatch.times`, `predict(items, times)`)."""
-        return False
+    def side_inputs(self) -> Mapping[str, InputSetting]:
+        """The per-position inputs the model reads besides the items (names in `seqrec.data.batches.SIDE_INPUTS`),
+        each with the setting that asks for it; the one place a model says what it reads. None by default."""
+        return {}
 
     @property
-    def uses_ratings(self) -> bool:
-        """Whether the model reads ratings (`CausalBatch.ratings`, `predict(items, ratings=...)`)."""
-        return False
+    def inputs(self) -> tuple[str, ...]:
+        """Every per-position input the model reads: `("items",)` and its `side_inputs`."""
+        return ("items", *self.side_inputs)
 
     @property
     def num_ratings(self) -> int:
-        """R: a model that `uses_ratings` reads rating ids 1..R (0 = padding/unknown); 0 for the others."""
-        return int(getattr(self.config, "num_ratings", 0)) if self.uses_ratings else 0
+        """R: a model that reads `ratings` reads rating ids 1..R (0 = padding/unknown); 0 for the others."""
+        return int(getattr(self.config, "num_ratings", 0)) if "ratings" in self.side_inputs else 0
 
     def predict(self, items: Tensor, times: Tensor | None = None, *, ratings: Tensor | None = None) -> Tensor:
-        """[B, D] state after the last real item of each history `items` [B, L] (timestamps `times` [B, L]
-        for a model that `uses_times`, rating ids `ratings` [B, L] for a model that `uses_ratings`)."""
-        states = self(CausalBatch(items=items, times=times, ratings=ratings))   # [B, L, D]
-        last = last_positions(items)                                            # [B]
-        return states[torch.arange(items.shape[0], device=items.device), last]  # [B, D]
+        """[B, D] state after the last real item of each history `items` [B, L], given the side inputs the
+        model reads (`side_inputs`: timestamps `times`, rating ids `ratings`, [B, L] each)."""
+        return self.predict_batch(CausalBatch(items=items, times=times, ratings=ratings))
+
+    def predict_batch(self, batch: CausalBatch) -> Tensor:
+        """[B, D] state after the last real item of each row of `batch` (`predict`'s work; a model overrides
+        this one to compute the last state more cheaply than `forward` at every position)."""
+        states = self(batch)                                                          # [B, L, D]
+        last = last_positions(batch.items)                                            # [B]
+        return states[torch.arange(batch.items.shape[0], device=batch.items.device), last]  # [B, D]
 
     def score(self, states: Tensor, item_ids: Tensor | None = None) -> Tensor:
         """Scores [B, C] of `states` [B, D] against items `item_ids` [C] (all N + 1 rows when None)."""

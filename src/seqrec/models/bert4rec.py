@@ -82,9 +82,9 @@ class BERT4Rec(SequentialRecommender):
             x = block(x, mask) * keep
         return self.head(self.final_norm(x)) * keep                              # [B, L, D]
 
-    def predict(self, items: Tensor) -> Tensor:
+    def predict_batch(self, batch: CausalBatch) -> Tensor:
         """[B, D]: the state of a mask token appended after each history (its last `max_len - 1` items)."""
-        right, _ = align_right(items)                                            # real items at the end
+        right, _ = align_right(batch.items)                                            # real items at the end
         mask = torch.full_like(right[:, :1], self.mask_id)                       # [B, 1]
         query = torch.cat([right, mask], dim=1)[:, -self.config.max_len:]        # [B, <= max_len]
         return self(CausalBatch(items=query))[:, -1]                             # [B, D]

@@ -14,10 +14,10 @@ reference does with its left-aligned rows; `from_end` counts back from the most 
 Both count real items, never padded columns, so left- and right-aligned rows give the same states.
 
 Timestamps: with `time_bias=True` the relative bias also uses log-bucketed time gaps, read from
-`CausalBatch.times` (the model then asks `make_batch` for times through `uses_times`).
+`CausalBatch.times` (the model then says it reads `times` through `side_inputs`).
 
 Ratings (`inputs`, the paper's rating-aware inputs; the reference's input preprocessors): the model then reads
-`CausalBatch.ratings`, rating ids 1..`num_ratings` (0 = padding/unknown), and says so through `uses_ratings`.
+`CausalBatch.ratings`, rating ids 1..`num_ratings` (0 = padding/unknown), and says so through `side_inputs`.
 - `items` (default): item embeddings only (the reference's `LearnablePositionalEmbeddingInputFeaturesPreprocessor`).
 - `items_ratings`: each event is the first `dim - rating_dim` columns of its item's embedding concatenated with
   a learned rating embedding of size `rating_dim`, then scaled and given positions as above (the reference's
@@ -48,7 +48,7 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 from torch import Tensor, nn
 
-from seqrec.data.batches import CausalBatch
+from seqrec.data.batches import CausalBatch, InputSetting
 from seqrec.models.base import ModelConfig, SequentialRecommender
 from seqrec.models.layers.attention import Dropout
 from seqrec.models.layers.hstu import HSTUBlock, bias_indices, causal_valid_mask
@@ -113,14 +113,15 @@ class HSTU(SequentialRecommender):
         self.reset_parameters()
 
     @property
-    def uses_times(self) -> bool:
-        """Whether training batches should carry timestamps (`CausalBatch.times`)."""
-        return self.config.time_bias
-
-    @property
-    def uses_ratings(self) -> bool:
-        """Whether training batches should carry rating ids (`CausalBatch.ratings`): `inputs` is not `items`."""
-        return self.config.inputs != "items"
+    def side_inputs(self) -> dict[str, InputSetting]:
+        """What HSTU reads besides the items: timestamps with its time bias (`CausalBatch.times`), rating ids
+        unless `inputs` is `items` (`CausalBatch.ratings`)."""
+        reads = {}
+        if self.config.time_bias:
+            reads["times"] = InputSetting("time_bias: true", "model.time_bias: false")
+        if self.config.inputs != "items":
+            reads["ratings"] = InputSetting(f"inputs: {self.config.inputs}", "model.inputs: items")
+        return reads
 
     @property
     def encoder_len(self) -> int:
@@ -137,7 +138,7 @@ class HSTU(SequentialRecommender):
         """
         init_embedding_(self.items, self.config.init, self.config.init_std)
         init_embedding_(self.positions, self.config.init, self.config.init_std)
-        if self.uses_ratings:
+        if self.config.inputs != "items":
             init_embedding_(self.ratings, self.config.init, self.config.init_std)
         for block in self.blocks:
             init_weight_(block.uvqk.weight, "normal", 0.02)
@@ -152,7 +153,7 @@ class HSTU(SequentialRecommender):
         times = batch.times if config.time_bias else None                            # [B, L] or None
         if config.time_bias and times is None:
             raise ValueError("time_bias=True needs timestamps in the batch (CausalBatch.times)")
-        if self.uses_ratings and batch.ratings is None:
+        if config.inputs != "items" and batch.ratings is None:
             raise ValueError(f"inputs={config.inputs!r} needs rating ids in the batch (CausalBatch.ratings)")
         valid = items != 0                                                            # [B, L]
         x = self.embed(items, batch.ratings)                                          # [B, T, D], T = L or 2L

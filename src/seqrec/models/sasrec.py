@@ -81,9 +81,10 @@ class SASRec(SequentialRecommender):
         x, keep, mask = self._encode(batch.items, len(self.blocks))
         return self.final_norm(x) * keep                                              # [B, L, D]
 
-    def predict(self, items: Tensor) -> Tensor:
+    def predict_batch(self, batch: CausalBatch) -> Tensor:
         """[B, D] state after each history: the last block computes only the last real position's query
         (its keys are still every position), the same state as `forward` there at a fraction of the cost."""
+        items = batch.items
         x, _, mask = self._encode(items, len(self.blocks) - 1)
         last = last_positions(items)                                                  # [B]
         return self.final_norm(self.blocks[-1](x, mask, positions=last))             # [B, D]

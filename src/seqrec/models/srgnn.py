@@ -79,8 +79,8 @@ class _SessionGraphModel(SequentialRecommender):
     def session_state(self, items: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def predict(self, items: Tensor) -> Tensor:
-        return self.session_state(items)                                            # [B, D]
+    def predict_batch(self, batch: CausalBatch) -> Tensor:
+        return self.session_state(batch.items)                                      # [B, D]
 
     def forward(self, batch: CausalBatch) -> Tensor:
         items = batch.items

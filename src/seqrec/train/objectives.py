@@ -17,11 +17,9 @@ loss code is the same for all of them. L is the batch's own width: `max_len` (th
 windows) or less when the batch's longest prefix is shorter, since models give the same states whatever the
 padding (a contract test checks it) and attention costs grow with the square of the width; with
 `train.batching: length` (similar lengths batched together) that about halves the work of an ML-1M epoch.
-A causal model whose `uses_times` is true (HSTU with its time bias) also gets `times` [B, L], the timestamps
-of the input items, when the caller passes the CSR `times` array; one whose `uses_ratings` is true (HSTU with
-`inputs: items_ratings | interleaved`) gets `ratings` [B, L], the input items' rating ids 1..`num_ratings`
-(`rating_ids`: rounded, clamped; 0 at padding), when the caller passes the CSR `ratings` array. Random draws
-come from the trainer's seeded generator (resumable).
+A causal model that reads side inputs (`side_inputs`: `times`, `ratings`) also gets them [B, L], aligned with
+the input items (`seqrec.data.batches.side_windows`), from the CSR arrays the caller passes by name
+(`data_side_inputs`). Random draws come from the trainer's seeded generator (resumable).
 """
 
 from __future__ import annotations
@@ -29,34 +27,31 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from seqrec.data.batches import CausalBatch, causal_windows, rating_ids
+from seqrec.data.batches import CausalBatch, causal_windows, side_windows
 from seqrec.data.sequences import gather_windows
+from seqrec.models.base import SequentialRecommender
 
 OBJECTIVES = ("causal", "masked", "prefix")
 
 
-def make_batch(model, items: np.ndarray, starts: np.ndarray, ends: np.ndarray, *, align: str = "right",
-               rng: np.random.Generator | None = None, times: np.ndarray | None = None,
-               ratings: np.ndarray | None = None) -> CausalBatch:
+def make_batch(model: SequentialRecommender, items: np.ndarray, starts: np.ndarray, ends: np.ndarray, *,
+               align: str = "right", rng: np.random.Generator | None = None, **side: np.ndarray | None
+               ) -> CausalBatch:
     """The training batch of `model` for the prefixes `items[starts[i]:ends[i]]` (CPU tensors).
 
     Args:
-        times: the CSR timestamps aligned with `items`; read only for a causal model with `uses_times`.
-        ratings: the CSR ratings (float) aligned with `items`; read only for a causal model with `uses_ratings`.
+        side: the CSR side inputs aligned with `items` by name (`times=`, `ratings=`, from `data_side_inputs`);
+            read only by a causal model that reads them (`side_inputs`).
     """
-    objective = getattr(model, "objective", "causal")
+    objective = model.objective
     longest = int((np.asarray(ends) - np.asarray(starts)).max()) if len(starts) else 1   # longest slice
     if objective == "causal":
         width = max(1, min(model.max_len, longest - 1))                        # inputs exclude the last item
         inputs, targets = causal_windows(items, starts, ends, width, align=align)
-        batch_times = batch_ratings = None
-        if times is not None and getattr(model, "uses_times", False):
-            window = gather_windows(times, starts, ends, width + 1, align=align).astype(np.int64)
-            batch_times = torch.from_numpy(np.where(inputs != 0, window[:, :-1], 0))   # [B, L], same columns
-        if ratings is not None and getattr(model, "uses_ratings", False):
-            window = rating_ids(gather_windows(ratings, starts, ends, width + 1, align=align), model.num_ratings)
-            batch_ratings = torch.from_numpy(np.where(inputs != 0, window[:, :-1], 0))  # [B, L], same columns
-        return CausalBatch(torch.from_numpy(inputs), torch.from_numpy(targets), batch_times, batch_ratings)
+        given = {name: values for name, values in side.items() if values is not None}
+        # the inputs are the slices without their last item: their side inputs are those of [start, end - 1)
+        extra = side_windows(model, given, starts, np.asarray(ends) - 1, inputs, align=align)
+        return CausalBatch(torch.from_numpy(inputs), torch.from_numpy(targets), **extra)
     if objective == "prefix":
         width = max(1, min(model.max_len, longest - 1))
         window = gather_windows(items, starts, ends, width + 1).astype(np.int64)               # [B, L + 1]
@@ -95,14 +90,14 @@ def mask_items(window: np.ndarray, mask_id: int, mask_prob: float, last_item_pro
     return inputs, targets
 
 
-def expand_rows(model, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def expand_rows(model: SequentialRecommender, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The training rows of `model`'s objective from the training histories `items[starts[i]:ends[i]]`.
 
     `causal` and `masked` models train on each history as one row; a `prefix` model on every prefix with at
     least one input item, `(start, start + t)` for t = 2..length (the item at `start + t - 1` is the target).
     Vectorised: one repeat and one arange over all histories.
     """
-    if getattr(model, "objective", "causal") != "prefix":
+    if model.objective != "prefix":
         return starts, ends
     starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
     counts = np.maximum(ends - starts - 1, 0)                                        # prefixes per history

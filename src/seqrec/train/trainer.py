@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqrec.data.batches import data_side_inputs
 from seqrec.data.splits import Split
 from seqrec.errors import ConfigError
 from seqrec.evaluate.metrics import metrics_from_ranks
@@ -90,46 +91,6 @@ def training_rows(split: Split) -> tuple[np.ndarray, np.ndarray]:
     starts = split.data.offsets[:-1]
     keep = (split.train_end - starts) >= 2
     return starts[keep], split.train_end[keep]
-
-
-def model_times(model, data) -> np.ndarray | None:
-    """The CSR timestamps a model reads (`uses_times`, e.g. HSTU's time bias), else None.
-
-    Raises:
-        ConfigError: the model reads timestamps but the data has none (only the line order).
-    """
-    if not getattr(model, "uses_times", False):
-        return None
-    if not data.has_time:
-        raise ConfigError(f"model {model.name!r} reads timestamps (time_bias: true), but {data.source} has none "
-                          "(only the line order); set model.time_bias: false or use data with a time column")
-    return data.times
-
-
-def model_ratings(model, data) -> np.ndarray | None:
-    """The CSR ratings a model reads (`uses_ratings`, e.g. HSTU's rating inputs), else None.
-
-    Raises:
-        ConfigError: the model reads ratings but the data has none (e.g. a pairs or sequences file).
-    """
-    if not getattr(model, "uses_ratings", False):
-        return None
-    if data.ratings is None:
-        inputs = getattr(model.config, "inputs", "?")
-        raise ConfigError(f"model {model.name!r} reads ratings (inputs: {inputs}), but {data.source} has none; "
-                          "set model.inputs: items or use data with a rating column")
-    return data.ratings
-
-
-def model_inputs(model, data) -> dict[str, np.ndarray]:
-    """The CSR side inputs a model reads, as `make_batch` keywords: `times` (`model_times`) and `ratings`
-    (`model_ratings`) when it reads them; empty for a model that reads items only.
-
-    Raises:
-        ConfigError: the model reads timestamps or ratings that the data does not have.
-    """
-    found = {"times": model_times(model, data), "ratings": model_ratings(model, data)}
-    return {name: values for name, values in found.items() if values is not None}
 
 
 def epoch_line(record: dict, metric: str) -> str:
@@ -211,7 +172,7 @@ class Trainer:
         self.model.to(self.device)
         self.starts, self.ends = expand_rows(model, *training_rows(split))   # per the model's objective
         self.rng = np.random.default_rng(self.train_cfg.seed)        # shared draws: the same on every rank
-        self.inputs = model_inputs(model, split.data)      # CSR times / ratings the model reads, if any
+        self.side = data_side_inputs(model, split.data)    # CSR side inputs the model reads (times, ...), if any
         self.sparse = bool(self.train_cfg.sparse_embeddings) and model.trainable
         if self.sparse and dist.backend == "nccl":
             raise ConfigError("train.sparse_embeddings: nccl cannot all-reduce sparse gradients; train the large "
@@ -253,7 +214,7 @@ class Trainer:
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             batch = make_batch(self.model, self.split.data.items, self.starts[rows], self.ends[rows],
-                               rng=np.random.default_rng(0), **self.inputs).to(self.device)
+                               rng=np.random.default_rng(0), **self.side).to(self.device)
             probe(batch)[0].backward()
         params = [p for p in self.model.parameters() if p.requires_grad]
         unused = any(p.grad is None for p in params)
@@ -425,7 +386,7 @@ class Trainer:
         loss of those rows."""
         batch = make_batch(self.model, self.split.data.items, self.starts[rows], self.ends[rows],
                            align=self.train_cfg.align, rng=self.rng if rng is None else rng,
-                           **self.inputs).to(self.device)
+                           **self.side).to(self.device)
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             loss, scored = self.step_module(batch)
         objective = loss
