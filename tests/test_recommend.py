@@ -62,8 +62,8 @@ def test_user_recommendations_equal_a_brute_force_ranking(rec):
 def test_chunked_topk_equals_unchunked(rec):
     histories = [rec.data.sequence(u).astype(np.int64) for u in range(40)]
     states = rec.states(histories)
-    from seqrec.recommend import _exclusion_pairs
-    excluded = _exclusion_pairs(histories, [None] * len(histories))
+    from seqrec.scoring import exclusion_pairs
+    excluded = exclusion_pairs(histories, [None] * len(histories))
     ids, scores = rec.topk(states, 25, excluded)
     small = Recommender(rec.model, rec.data, max_block=40 * 7)               # 7 items per chunk
     ids_c, scores_c = small.topk(small.states(histories), 25, excluded)

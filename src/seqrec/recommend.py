@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqrec import scoring
 from seqrec.config import RunConfig
 from seqrec.data.batches import SIDE_INPUTS, data_side_inputs, side_windows
 from seqrec.data.sequences import SequenceData, gather_windows, slice_pairs
@@ -34,6 +35,7 @@ from seqrec.errors import DataError, SeqrecError
 from seqrec.models import SequentialRecommender
 from seqrec.rundir import BEST
 from seqrec.runs import open_run
+from seqrec.scoring import Pairs, exclusion_pairs, lower_id_first, model_device
 
 DEFAULT_MAX_BLOCK = 2 ** 24        # score elements per top-k block (64 MB of float32)
 
@@ -109,10 +111,7 @@ class Recommender:
         self.max_block = int(max_block)
         self.ann = None                   # seqrec.ann.AnnIndex once `use_ann` is called
         self._data_side: dict[str, np.ndarray] | None = None
-        tensor = next(iter(model.parameters()), None)
-        if tensor is None:
-            tensor = next(iter(model.buffers()), None)
-        self.device = tensor.device if tensor is not None else torch.device("cpu")
+        self.device = model_device(model)
 
     # ------------------------------------------------------------------ loading
 
@@ -301,8 +300,8 @@ class Recommender:
         plain = [i for i, q in enumerate(queries) if q.allow is None]
         if plain:
             k = max(queries[i].k for i in plain)
-            excluded = _exclusion_pairs([queries[i].history if queries[i].exclude_seen else None for i in plain],
-                                        [queries[i].deny for i in plain])
+            excluded = exclusion_pairs([queries[i].history if queries[i].exclude_seen else None for i in plain],
+                                       [queries[i].deny for i in plain])
             ids, scores = self.topk(states[plain], k, excluded)
             for row, i in enumerate(plain):
                 out[i] = self._answer(queries[i], ids[row], scores[row])
@@ -397,49 +396,22 @@ class Recommender:
             items = torch.from_numpy(window).to(self.device)
             return self.model.predict(items, **{name: values.to(self.device) for name, values in extra.items()})
 
-    def topk(self, states: Tensor, k: int, excluded: tuple[np.ndarray, np.ndarray] | None = None
-             ) -> tuple[Tensor, Tensor]:
+    def topk(self, states: Tensor, k: int, excluded: Pairs | None = None) -> tuple[Tensor, Tensor]:
         """Exact top-k over items 1..N: (ids [B, k'], scores [B, k']) best first, k' = min(k, N).
 
-        Items are scored in contiguous id chunks of at most `max_block / B` columns (a running top-k is
-        merged chunk by chunk); `excluded` (rows, items) pairs sorted by item get -inf. Excluded items can
-        still appear, with score -inf, when fewer than k candidates are left; callers drop them.
+        With an ANN index (`use_ann`) and few enough exclusions, approximate; else `seqrec.scoring.topk`: items
+        in contiguous id chunks of at most `max_block / B` columns, `excluded` (rows, items) pairs sorted by
+        item get -inf. Excluded items can still appear, with score -inf, when fewer than k candidates are left;
+        callers drop them.
         """
-        num_rows = states.shape[0]
-        columns = self.model.num_items + 1
         k = min(int(k), self.data.num_items)
         if self.ann is not None:
             most = int(np.bincount(excluded[0]).max()) if excluded is not None and excluded[0].size else 0
             if self.ann.usable(k, most):
                 ids, scores = self.ann.search(states, k, excluded)
-                scores, ids = _lower_id_first(scores, ids)
+                scores, ids = lower_id_first(scores, ids)
                 return ids, scores
-        chunk = max(k + 1, self.max_block // max(num_rows, 1))
-        best_scores = best_ids = None
-        with torch.inference_mode():
-            for low in range(0, columns, chunk):
-                high = min(low + chunk, columns)
-                ids = None if (low == 0 and high == columns) else torch.arange(low, high, device=states.device)
-                block = self.model.score(states, ids).float()                          # [B, C]
-                if low == 0:
-                    block[:, 0] = -torch.inf                                            # padding
-                if excluded is not None:
-                    rows, items = excluded
-                    first, last = np.searchsorted(items, [low, high])
-                    if last > first:
-                        block[torch.from_numpy(rows[first:last]).to(block.device),
-                              torch.from_numpy(items[first:last] - low).to(block.device)] = -torch.inf
-                top = torch.topk(block, min(k, high - low), dim=1, sorted=True)
-                top_ids = top.indices + low
-                if best_scores is None:
-                    best_scores, best_ids = top.values, top_ids
-                else:
-                    merged = torch.cat([best_scores, top.values], dim=1)
-                    merged_ids = torch.cat([best_ids, top_ids], dim=1)
-                    pick = torch.topk(merged, k, dim=1, sorted=True)
-                    best_scores, best_ids = pick.values, merged_ids.gather(1, pick.indices)
-        best_scores, best_ids = _lower_id_first(best_scores.cpu(), best_ids.cpu())
-        return best_ids, best_scores
+        return scoring.topk(self.model, states, k, self.model.num_items + 1, excluded, max_block=self.max_block)
 
     def _topk_allowed(self, state: Tensor, q: Query) -> tuple[Tensor, Tensor]:
         allowed = np.unique(q.allow)
@@ -453,7 +425,7 @@ class Recommender:
         with torch.inference_mode():
             scores = self.model.score(state, ids).float()[0]                             # [A]
         top = torch.topk(scores, min(q.k, ids.numel()), sorted=True)
-        scores, ids = _lower_id_first(top.values.cpu()[None], ids[top.indices].cpu()[None])
+        scores, ids = lower_id_first(top.values.cpu()[None], ids[top.indices].cpu()[None])
         return ids[0], scores[0]
 
     def _answer(self, q: Query, ids: Tensor, scores: Tensor) -> Recommendation:
@@ -494,15 +466,6 @@ def _lookup(vocab, values: list) -> np.ndarray:
     return dense
 
 
-def _lower_id_first(scores: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
-    """Reorder each row of a best-first top-k so that equal scores come in increasing item id."""
-    if scores.numel() == 0:
-        return scores, ids
-    order = np.lexsort((ids.numpy(), -scores.numpy().astype(np.float64)), axis=-1)   # score desc, id asc
-    order = torch.from_numpy(order)
-    return scores.gather(1, order), ids.gather(1, order)
-
-
 def _flatten(histories: list[np.ndarray], dtype=np.int64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(flat values as `dtype`, starts, ends) of a list of dense histories (or their times, ratings), as CSR
     slices."""
@@ -510,20 +473,6 @@ def _flatten(histories: list[np.ndarray], dtype=np.int64) -> tuple[np.ndarray, n
     ends = np.cumsum(lengths)
     flat = np.concatenate(histories).astype(dtype) if len(histories) else np.zeros(0, dtype)
     return flat, ends - lengths, ends
-
-
-def _exclusion_pairs(seen: list[np.ndarray | None], deny: list[np.ndarray | None]
-                     ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(rows, items) sorted by item of every item removed from each row's candidates (seen + denied)."""
-    parts = [np.concatenate([s if s is not None else np.zeros(0, np.int64),
-                             d if d is not None else np.zeros(0, np.int64)]) for s, d in zip(seen, deny)]
-    lengths = np.array([p.size for p in parts], dtype=np.int64)
-    if lengths.sum() == 0:
-        return None
-    items = np.concatenate(parts).astype(np.int64)
-    rows = np.repeat(np.arange(len(parts), dtype=np.int64), lengths)
-    order = np.argsort(items, kind="stable")
-    return rows[order], items[order]
 
 
 def read_titles(path: str | Path) -> dict[str, str]:

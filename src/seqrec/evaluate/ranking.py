@@ -15,7 +15,8 @@ Protocol:
   shapes, which would turn a true tie into a random win or loss.
 
 Targets are batched by history length (each batch cut to its longest history), which only changes speed:
-models give the same states whatever the padding. Scores are computed in blocks: rows in batches of
+models give the same states whatever the padding. Scores are computed in blocks (`seqrec.scoring`, the path the
+recommender's top-k takes too): rows in batches of
 `batch_size`, and, when `batch * (N + 1)` would exceed `max_block` elements, items in contiguous id ranges,
 each scored together with the batch's targets to read their scores from the same call (the batch shrinks if
 needed so that a [B, C + B] block fits). The ranks do not depend on the blocking.
@@ -34,9 +35,7 @@ from seqrec.data.sequences import slice_pairs
 from seqrec.data.splits import Targets
 from seqrec.evaluate.metrics import DEFAULT_KS, metrics_from_ranks
 from seqrec.models.base import SequentialRecommender
-
-# (rows in the batch, item ids), both [P] int64 and sorted by item id, of the history items to exclude
-Pairs = tuple[np.ndarray, np.ndarray]
+from seqrec.scoring import Pairs, item_ranges, model_device, pairs_in, score_items
 
 
 def target_ranks(model, targets: Targets, *, exclude_history: bool = False, batch_size: int = 256,
@@ -115,14 +114,13 @@ def _rank_batch(model: SequentialRecommender, part: Targets, side_values: dict[s
     rows = torch.arange(num_rows, device=device)                                    # [B]
     excluded = _history_pairs(part) if exclude_history else None
     if items_per_block >= num_columns:
-        scores = _score(model, states, None, num_columns)                           # [B, N + 1]
+        scores = score_items(model, states, None, num_columns)                      # [B, N + 1]
         above = _count_above(scores, scores[rows, target], 0, target, excluded)
     else:
         above = torch.zeros(num_rows, dtype=torch.int64, device=device)             # [B]
-        for low in range(0, num_columns, items_per_block):
-            high = min(low + items_per_block, num_columns)
+        for low, high in item_ranges(num_columns, items_per_block):
             ids = torch.cat([torch.arange(low, high, device=device), target])      # [C + B]
-            block = _score(model, states, ids, ids.shape[0])                        # [B, C + B]
+            block = score_items(model, states, ids, ids.shape[0])                   # [B, C + B]
             # the targets' own columns sit after the range: their diagonal is the target score
             target_score = block[rows, (high - low) + rows]                         # [B]
             above += _count_above(block[:, :high - low], target_score, low, target, excluded)
@@ -142,16 +140,6 @@ def _block_shape(batch_size: int, max_block: int, num_columns: int) -> tuple[int
     return rows, max(1, max_block // rows - rows)
 
 
-def _score(model, states: Tensor, ids: Tensor | None, columns: int) -> Tensor:
-    """`model.score(states, ids)`, checked to be [B, columns]."""
-    scores = model.score(states, ids)
-    expected = (states.shape[0], columns)
-    if tuple(scores.shape) != expected:
-        raise ValueError(f"model.score returned shape {tuple(scores.shape)}, expected {expected} "
-                         "(one score per state and item)")
-    return scores
-
-
 def _count_above(scores: Tensor, target_score: Tensor, low: int, target: Tensor, excluded: Pairs | None) -> Tensor:
     """[B] number of candidate items of the block `scores` [B, C] (ids low..low+C-1) at or above the target."""
     num_rows, width = scores.shape
@@ -165,13 +153,9 @@ def _count_above(scores: Tensor, target_score: Tensor, low: int, target: Tensor,
     rows = torch.arange(num_rows, device=scores.device)
     inside = (target >= low) & (target < low + width)                               # [B]
     above[rows[inside], target[inside] - low] = False                               # the target itself
-    if excluded is not None:
-        pair_rows, pair_items = excluded
-        first, last = np.searchsorted(pair_items, [low, low + width])
-        if last > first:
-            r = torch.from_numpy(pair_rows[first:last]).to(scores.device)
-            c = torch.from_numpy(pair_items[first:last] - low).to(scores.device)
-            above[r, c] = False                                                     # duplicates are harmless
+    inside = pairs_in(excluded, low, low + width, scores.device)
+    if inside is not None:
+        above[inside] = False                                                       # duplicates are harmless
     return above.sum(dim=1)
 
 
@@ -201,13 +185,11 @@ def _check_call(model, targets: Targets, batch_size: int, max_block: int,
         if int(items.min()) < 1 or int(items.max()) > num_items:
             raise ValueError(f"target item ids must be in 1..{num_items}, got {int(items.min())}..{int(items.max())}")
     wanted = torch.device(device)
-    tensor = next(iter(model.parameters()), None)
-    if tensor is None:
-        tensor = next(iter(model.buffers()), None)
-    if tensor is not None and not _same_device(tensor.device, wanted):
-        raise ValueError(f"the model is on {tensor.device} but device={str(wanted)!r}; move it with "
-                         f"model.to({str(wanted)!r}) or pass device={str(tensor.device)!r}")
-    return tensor.device if tensor is not None else wanted
+    actual = model_device(model, wanted)                                            # `wanted` without tensors
+    if not _same_device(actual, wanted):
+        raise ValueError(f"the model is on {actual} but device={str(wanted)!r}; move it with "
+                         f"model.to({str(wanted)!r}) or pass device={str(actual)!r}")
+    return actual
 
 
 def _same_device(actual: torch.device, wanted: torch.device) -> bool:
