@@ -23,7 +23,9 @@ from typing import Any
 
 import yaml
 
-from seqrec.config import SECTIONS, _Loader, _suggest, load_config
+from seqrec.config import SECTIONS, load_config
+from seqrec.config.problems import suggest
+from seqrec.config.yamlfile import Loader
 from seqrec.errors import ConfigError
 from seqrec.models import get_model_class
 
@@ -77,7 +79,7 @@ def read_space(path: str | Path) -> list[Dimension]:
     """
     path = Path(path)
     try:
-        tree = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        tree = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader)  # noqa: S506 - a SafeLoader subclass
     except FileNotFoundError:
         raise ConfigError(f"search space {path} does not exist") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
@@ -167,7 +169,7 @@ def _check_key(where: str, key: str, model_name: str) -> None:
         raise ConfigError(f"{where}: expected a config key SECTION.KEY, e.g. train.lr")
     section, name = parts[0], parts[1]
     if section not in SECTIONS:
-        guess = _suggest(section, list(SECTIONS))
+        guess = suggest(section, list(SECTIONS))
         hint = f"; did you mean {guess + '.' + '.'.join(parts[1:])!r}?" if guess else ";"
         raise ConfigError(f"{where}: unknown section {section!r}{hint} valid sections: {', '.join(SECTIONS)}")
     if section == "model":
@@ -175,7 +177,7 @@ def _check_key(where: str, key: str, model_name: str) -> None:
     else:
         valid = list(SECTIONS[section].model_fields)
     if name not in valid:
-        guess = _suggest(name, valid)
+        guess = suggest(name, valid)
         hint = f"; did you mean '{section}.{guess}'?" if guess else ";"
         owner = f"model {model_name!r}" if section == "model" else f"section {section!r}"
         raise ConfigError(f"{where}: unknown key {key!r}{hint} valid keys of {owner}: {', '.join(valid)}")

@@ -1,28 +1,19 @@
-"""Run configuration: typed, validated YAML sections `data`, `split`, `model`, `loss`, `train`, `eval`.
+"""The configuration's schema: one pydantic model per YAML section (`data`, `split`, `model`, `loss`, `train`,
+`eval`) and `RunConfig`, the whole run; every field with its default, bounds and description (`describe_keys`).
 
-    config = load_config("configs/ml1m_sasrec.yaml", ["train.lr=1e-3", "model.dim=32"])
-    config.model.name, config.model.params.dim, config.train.lr
-
-Every field has a default and a description (`describe_keys()` lists them for help texts). The model section is
-flat in YAML (`model: {name: sasrec, dim: 64}`) and `ModelSection(name, params)` in Python, `params` being an
-instance of the model's own `config_class`. YAML is read with a `yaml.SafeLoader` (never `eval`) that also reads
-`1e-3` as a number. Every problem surfaces as ONE `ConfigError` naming the key path, the value and what is
-allowed, e.g. `train.lr: value -1 is not allowed; expected a number > 0`, and the file line or `--set` it came from.
+Sections are strict (YAML already types its scalars) and forbid unknown keys; the model section is flat in YAML
+and `ModelSection(name, params)` in Python, `params` being validated by the model's own `config_class`.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import inspect
-import json
 import os
 import re
-from collections.abc import Callable, Hashable, Sequence
-from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -34,45 +25,12 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
+from seqrec.config.problems import collect_problems, fail
 from seqrec.data import columns as canonical
 from seqrec.data.formats import FORMATS, SESSION_FORMATS
 from seqrec.errors import ConfigError
 from seqrec.models import MODELS, ModelConfig, get_model_class
-
-# YAML 1.1 reads `12:30` as the base-60 integer 750 and `017` as the octal 15: silent changes of meaning for
-# values such as `model.dim=12:30`; both are text here, as in YAML 1.2 (a wrong type for a number key)
-_AMBIGUOUS_NUMBER = re.compile(r"[-+]?(?:0[0-9_]+|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?)\Z")
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`), `12:30` and `017` as text (YAML 1.1
-    wants base-60 and octal numbers), and rejects duplicate keys."""
-
-    def resolve(self, kind, value, implicit):
-        if kind is yaml.ScalarNode and implicit[0] and _AMBIGUOUS_NUMBER.match(value):
-            return "tag:yaml.org,2002:str"
-        return super().resolve(kind, value, implicit)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, Hashable):
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-                seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-                              list("-+0123456789"))
-
-
-def _fail(message: str, **context: Any) -> PydanticCustomError:
-    """A validation error shown as `key: message` (`key=` overrides the location pydantic reports)."""
-    return PydanticCustomError("seqrec", "{message}", {"message": message, **context})
 
 
 class _Section(BaseModel):
@@ -88,7 +46,7 @@ def _expand_path(value: str) -> str:
     def variable(match: re.Match) -> str:
         name = match.group(1) or match.group(2)
         if name not in os.environ:
-            raise _fail(f"environment variable {name} is not set (used in {value!r}); set it to the folder "
+            raise fail(f"environment variable {name} is not set (used in {value!r}); set it to the folder "
                         f"holding the data, e.g. `export {name}=/path/to/datasets`")
         return os.environ[name]
 
@@ -131,7 +89,7 @@ class DataConfig(_Section):
     def _known_columns(cls, value: dict | None) -> dict | None:
         for name in value or {}:
             if name not in canonical.ALL:
-                raise _fail(f"unknown column {name!r}; expected one of {', '.join(canonical.ALL)}",
+                raise fail(f"unknown column {name!r}; expected one of {', '.join(canonical.ALL)}",
                             key=f"data.columns.{name}")
         return value
 
@@ -162,10 +120,10 @@ class SplitConfig(_Section):
     def _temporal_needs_fractions(self) -> SplitConfig:
         if self.protocol == "temporal":
             if self.valid_fraction is None or self.test_fraction is None:
-                raise _fail("the temporal protocol needs split.valid_fraction and split.test_fraction",
+                raise fail("the temporal protocol needs split.valid_fraction and split.test_fraction",
                             key="split.protocol")
             if self.valid_fraction + self.test_fraction >= 1:
-                raise _fail(f"valid_fraction + test_fraction must be below 1, got {self.valid_fraction} + "
+                raise fail(f"valid_fraction + test_fraction must be below 1, got {self.valid_fraction} + "
                             f"{self.test_fraction}", key="split.test_fraction")
         return self
 
@@ -187,11 +145,11 @@ class ModelSection(BaseModel):
         data = dict(data)
         name = data.pop("name", "sasrec")
         if not isinstance(name, str):
-            raise _fail(f"value {name!r} has the wrong type; expected a model name (a string)", key="model.name")
+            raise fail(f"value {name!r} has the wrong type; expected a model name (a string)", key="model.name")
         try:
             model_class = get_model_class(name)
         except ConfigError as error:  # the registry's own message, with its did-you-mean
-            raise _fail(str(error), key="model.name") from None
+            raise fail(str(error), key="model.name") from None
         # ModelSection(name=..., params=...) from Python; a flat mapping from YAML
         params = data.pop("params") if set(data) == {"params"} else data
         if isinstance(params, ModelConfig):
@@ -199,7 +157,7 @@ class ModelSection(BaseModel):
         try:
             validated = model_class.config_class.model_validate(params)
         except ValidationError as error:
-            raise _fail("invalid hyper-parameters", problems=_problems(
+            raise fail("invalid hyper-parameters", problems=collect_problems(
                 error, model_class.config_class, ("model",), extra_keys=("name",))) from None
         return {"name": model_class.name, "params": validated}
 
@@ -226,7 +184,7 @@ class LossConfig(_Section):
     @model_validator(mode="after")
     def _across_ranks_needs_in_batch(self) -> LossConfig:
         if self.negatives_across_ranks and (self.name != "sampled_softmax" or self.negatives != "in_batch"):
-            raise _fail(f"negatives_across_ranks gathers in-batch negatives; it needs loss.name: sampled_softmax "
+            raise fail(f"negatives_across_ranks gathers in-batch negatives; it needs loss.name: sampled_softmax "
                         f"and loss.negatives: in_batch (got {self.name}, {self.negatives})",
                         key="loss.negatives_across_ranks")
         return self
@@ -295,7 +253,7 @@ class TrainConfig(_Section):
     @classmethod
     def _device(cls, value: str) -> str:
         if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", value):
-            raise _fail(f"value {value!r} is not allowed; expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
+            raise fail(f"value {value!r} is not allowed; expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
         return value
 
 
@@ -330,7 +288,7 @@ class EvalConfig(_Section):
             return by_upper[value.upper()]
         close = difflib.get_close_matches(value.upper(), by_upper, n=1)
         hint = f"; did you mean {by_upper[close[0]]!r}?" if close else ""
-        raise _fail(f"value {value!r} is not allowed; expected one of {', '.join(allowed)} (k from eval.ks){hint}")
+        raise fail(f"value {value!r} is not allowed; expected one of {', '.join(allowed)} (k from eval.ks){hint}")
 
 
 class RunConfig(BaseModel):
@@ -354,261 +312,6 @@ class RunConfig(BaseModel):
 
 SECTIONS: dict[str, type[BaseModel]] = {name: kind for name, field in RunConfig.model_fields.items()
                                          if isinstance(kind := field.annotation, type) and issubclass(kind, BaseModel)}
-
-# ------------------------------------------------------------------------------------------- error messages
-
-# common spellings from other libraries, so that `learning_rate` suggests `lr`
-_ALIASES = {"learning_rate": "lr", "num_epochs": "epochs", "n_epochs": "epochs", "hidden_size": "dim",
-            "hidden_units": "dim", "embedding_dim": "dim", "d_model": "dim", "num_layers": "num_blocks",
-            "n_layers": "num_blocks", "n_heads": "num_heads", "dropout_rate": "dropout", "maxlen": "max_len",
-            "max_seq_len": "max_len", "max_seq_length": "max_len", "stopping_step": "patience", "topk": "ks"}
-_TYPES = {"int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
-          "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
-          "bool_parsing": "true or false", "string_type": "a string", "list_type": "a list", "dict_type": "a mapping",
-          "model_type": "a mapping", "model_attributes_type": "a mapping"}
-_BOUNDS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
-_SIGNS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-_UNION_MEMBER = re.compile(r"str|int|float|bool|none|[a-z-]+\[.*\]")
-
-
-def _suggest(key: str, valid: Sequence[str]) -> str | None:
-    """The valid key that `key` probably meant, or None."""
-    candidates = {name: name for name in valid} | {a: name for a, name in _ALIASES.items() if name in valid}
-    close = difflib.get_close_matches(key.lower(), candidates, n=1)
-    return candidates[close[0]] if close else None
-
-
-def _owner(root: type[BaseModel], loc: tuple) -> tuple[Any, Any]:
-    """(class holding the last key of `loc`, that key's FieldInfo or None)."""
-    owner: Any = root
-    for part in loc[:-1]:
-        fields = getattr(owner, "model_fields", {})
-        owner = fields[part].annotation if part in fields else None
-    return owner, getattr(owner, "model_fields", {}).get(loc[-1]) if loc else None
-
-
-def _problems(error: ValidationError, root: type[BaseModel], prefix: tuple = (),
-              extra_keys: Sequence[str] = ()) -> list[tuple[str, str]]:
-    """(key path, one-line message) for each error raised validating `root` (found at `prefix`)."""
-    out: list[tuple[str, str]] = []
-    type_problem: dict[tuple, int] = {}  # loc -> index in out, to merge the members of a union (str | int)
-    for item in error.errors():
-        loc = tuple(item["loc"])
-        if len(loc) > 2 and isinstance(loc[-1], str) and _UNION_MEMBER.fullmatch(loc[-1]):
-            loc = loc[:-1]
-        key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in prefix + loc).lstrip(".")
-        kind, ctx, value = item["type"], item.get("ctx") or {}, item["input"]
-        owner, field = _owner(root, loc)
-        if kind == "seqrec" and "problems" in ctx:
-            out.extend(ctx["problems"])
-        elif kind == "seqrec":
-            key = ctx.get("key", key)
-            out.append((key, f"{key}: {ctx['message']}"))
-        elif kind in _TYPES and loc in type_problem:
-            index = type_problem[loc]
-            out[index] = (key, f"{out[index][1]} or {_TYPES[kind]}")
-        elif kind in _TYPES and not key:
-            out.append((key, f"the configuration must be a mapping of sections ({', '.join(SECTIONS)}), "
-                             f"got {_shown(value)}"))
-        elif kind in _TYPES:
-            type_problem[loc] = len(out)
-            out.append((key, f"{key}: value {_shown(value)} has the wrong type; expected {_TYPES[kind]}"))
-        elif kind == "extra_forbidden":
-            label = "section" if owner is RunConfig else "key"
-            valid = list(extra_keys) + list(getattr(owner, "model_fields", ()))
-            guess = _suggest(str(loc[-1]), valid)
-            hint = f"; did you mean {key.rpartition('.')[0] + '.' * (label == 'key') + guess!r}?" if guess else ";"
-            out.append((key, f"unknown {label} {key!r}{hint} valid {label}s: {', '.join(valid)}"))
-        else:
-            expected = _expected(kind, ctx, field, value)
-            out.append((key, f"{key}: value {_shown(value)} is not allowed; expected {expected}"))
-    return out
-
-
-def _expected(kind: str, ctx: dict, field: Any, value: Any) -> str:
-    if kind in _BOUNDS:
-        # all the field's bounds (`> 0 and < 1`), not only the one broken; list items only have ctx
-        metadata = field.metadata if field is not None else ()
-        bounds = {a: getattr(m, a) for m in metadata for a in _SIGNS if getattr(m, a, None) is not None}
-        bounds = bounds or {_BOUNDS[kind]: ctx[_BOUNDS[kind]]}
-        whole = int in get_args(field.annotation) + (field.annotation,) if field else isinstance(value, int)
-        return f"{'an integer' if whole else 'a number'} " + " and ".join(f"{_SIGNS[a]} {b:g}"
-                                                                          for a, b in bounds.items())
-    if kind == "literal_error":
-        return ctx["expected"]
-    if kind == "too_short":
-        return f"at least {ctx.get('min_length', 1)} item(s)"
-    if kind == "finite_number":
-        return "a finite number"
-    return kind.replace("_", " ")  # kinds this schema does not produce; still one line
-
-
-def _error(problems: list[tuple[str, str]], annotate: Callable[[str, str], str] = lambda key, text: text
-           ) -> ConfigError:
-    """One ConfigError for all `problems`: one line for one problem, a list for several."""
-    lines = [_short(annotate(key, message), 500) for key, message in problems[:MAX_PROBLEMS]]
-    if len(problems) == 1:
-        return ConfigError(lines[0])
-    more = f"\n  ... and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
-    return ConfigError(f"{len(problems)} problems in the configuration:\n" + "\n".join(f"  - {m}" for m in lines)
-                       + more)
-
-
-MAX_PROBLEMS = 20      # problems listed in one ConfigError (an alias-expanded list can hold millions)
-
-
-def _shown(value: Any) -> str:
-    """A bounded repr of a config value for messages: a few items of a list (an alias-expanded YAML list can
-    hold millions), long texts cut."""
-    import reprlib
-
-    shown = reprlib.Repr()
-    shown.maxlevel, shown.maxlist, shown.maxdict, shown.maxstring, shown.maxother, shown.maxlong = 2, 6, 6, 80, 80, 40
-    return _short(shown.repr(value), 100)
-
-
-def _short(text: str, limit: int = 120) -> str:
-    """`text` cut to `limit` characters with an ellipsis: values and --set items quoted in messages stay short."""
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-# ----------------------------------------------------------------------------------------------- public API
-
-def config_from_dict(tree: dict) -> RunConfig:
-    """Validate a nested dict (section -> key -> value, the model section flat) into a RunConfig.
-
-    Raises:
-        ConfigError: naming each problem's key path, value and what is allowed.
-    """
-    try:
-        return RunConfig.model_validate(tree)
-    except ValidationError as error:
-        raise _error(_problems(error, RunConfig)) from None
-
-
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read a YAML config (the defaults when `path` is None), apply `--set` overrides, validate.
-
-    Args:
-        path: the YAML file.
-        overrides: `section.key=value` strings, the value read as YAML (`train.lr=1e-3` is a number,
-            `eval.ks=[1,10]` a list, nothing after `=` null); `data.columns.user=uid` sets a nested key. Setting
-            `model.name` to another model drops the hyper-parameters given for the previous one.
-
-    Raises:
-        ConfigError: a missing or malformed file, a malformed override, or an invalid value; the message names
-            the file and line, or the `--set` that the value came from.
-    """
-    text, tree = _read_yaml(Path(path)) if path is not None else (None, {})
-    origin: dict[str, str] = {}  # key path -> the override that set it, to say where a bad value came from
-    for item in overrides:
-        key = _apply_override(tree, item)
-        origin = {k: v for k, v in origin.items() if not k.startswith(key)} | {key: item}
-    try:
-        return RunConfig.model_validate(tree)
-    except ValidationError as error:
-        problems = _problems(error, RunConfig)
-    lines = _key_lines(text) if text is not None else {}
-
-    def annotate(key: str, message: str) -> str:
-        chain = _prefixes(key)
-        setter = next((origin[k] for k in chain if k in origin), None) or next(
-            (v for k, v in origin.items() if k.startswith(key + ".")), None)
-        if setter is not None:
-            return f"{message} (from --set {_short(setter)})"
-        line = next((lines[k] for k in chain if k in lines), None)
-        return message if path is None else f"{path}:{line}: {message}" if line else f"{path}: {message}"
-
-    raise _error(problems, annotate)
-
-
-def _prefixes(key: str) -> list[str]:
-    """`eval.ks[2]` -> ['eval.ks[2]', 'eval.ks', 'eval']: where to look for a key's line or override."""
-    parts = re.sub(r"\[\d+\]", "", key).split(".")
-    return list(dict.fromkeys([key] + [".".join(parts[:n]) for n in range(len(parts), 0, -1)]))
-
-
-def _read_yaml(path: Path) -> tuple[str, dict]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"config file {path} cannot be read: {error}") from None
-    try:
-        tree = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass, builds no objects
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    except ValueError as error:      # an integer of more than 4300 digits (Python's int() limit)
-        raise ConfigError(f"{path}: invalid YAML: {str(error).split(';')[0]}") from None
-    if tree is not None and not isinstance(tree, dict):
-        raise ConfigError(f"{path}:1: the top level must be a mapping of sections ({', '.join(SECTIONS)}), "
-                          f"got a {type(tree).__name__}")
-    return text, tree or {}  # an empty file: all defaults
-
-
-def _key_lines(text: str) -> dict[str, int]:
-    """`section.key` (any depth) -> 1-based line of that key in the YAML `text`."""
-    lines: dict[str, int] = {}
-    stack = [("", yaml.compose(text, Loader=_Loader))]
-    while stack:
-        prefix, node = stack.pop()
-        for key_node, value_node in node.value if isinstance(node, yaml.MappingNode) else ():
-            lines.setdefault(prefix + str(key_node.value), key_node.start_mark.line + 1)
-            stack.append((f"{prefix}{key_node.value}.", value_node))
-    return lines
-
-
-def _apply_override(tree: dict, item: str) -> str:
-    """Set `section.key=value` in `tree`; returns the key path."""
-    key, eq, raw = item.partition("=")
-    parts = key.strip().split(".")
-    if not eq or len(parts) < 2 or not all(parts):
-        raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. train.lr=1e-3")
-    if parts[0] not in SECTIONS:
-        guess = _suggest(parts[0], list(SECTIONS))
-        hint = f"; did you mean {guess!r}?" if guess else ";"
-        raise ConfigError(f"--set {item!r}: unknown section {parts[0]!r}{hint} valid sections: {', '.join(SECTIONS)}")
-    try:
-        value = yaml.load(raw, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError:
-        value = raw  # e.g. `data.separator=,` is not YAML on its own; it is meant as text
-    except ValueError as error:      # an integer of more than 4300 digits (Python's int() limit)
-        raise ConfigError(f"--set {_short(item)}: {str(error).split(';')[0]}") from None
-    node = tree
-    for depth, part in enumerate(parts[:-1]):
-        if node.get(part) is None:
-            node[part] = {}
-        elif not isinstance(node[part], dict):
-            raise ConfigError(f"--set {item!r}: {'.'.join(parts[:depth + 1])} is {node[part]!r}, not a mapping")
-        node = node[part]
-    if parts == ["model", "name"] and node.get("name", "sasrec") != value:
-        node.clear()  # another model: its own defaults, not the previous model's keys
-    node[parts[-1]] = value
-    return ".".join(parts)
-
-
-def config_to_dict(config: RunConfig) -> dict:
-    """Plain YAML-safe nested dict (the model section flat); `config_from_dict(config_to_dict(c)) == c`."""
-    return config.model_dump(mode="json")
-
-
-def dump_config(config: RunConfig, path: str | Path) -> None:
-    """Write `config` as YAML to `path` atomically (temporary file, fsync, rename; normal file permissions)."""
-    from seqrec.train.runlog import write_text  # lazy: runlog imports matplotlib lazily, torch eagerly
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False, allow_unicode=True))
-
-
-def config_hash(config: RunConfig) -> str:
-    """12 hex digits of SHA-256 over the canonical (sorted-key JSON) dict: equal configs, equal hashes."""
-    canonical_json = json.dumps(config_to_dict(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical_json.encode("utf-8")).hexdigest()[:12]
 
 
 def describe_keys() -> dict[str, str]:
