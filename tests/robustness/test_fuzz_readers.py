@@ -1,4 +1,5 @@
-"""Generated files into the interaction readers (`read_interactions`, `seqrec.data.textio`).
+"""Generated files into the interaction readers (`read_interactions` and the `seqrec.data` modules under it: `rawtext`,
+`sniffing`, `diagnosis`, `typed_columns`).
 
 Properties:
 - a well-formed table (random delimiter, quoting, header or not, CRLF, BOM, blank lines, gzip, integer or text

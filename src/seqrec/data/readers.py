@@ -1,9 +1,9 @@
 """Read interaction logs (csv, tsv, MovieLens .dat, RecBole .inter, Parquet, SASRec pairs, S3-Rec sequences,
 SR-GNN session lists; any of them gzip-compressed) into `Interactions`.
 
-The normal path is vectorised: the whole file is read into memory, checked with buffer scans (`textio`) and
+The normal path is vectorised: the whole file is read into memory, checked with buffer scans (`rawtext`, `sniffing`) and
 parsed by Polars with dtypes guessed from a sample (all-string fallback when a later row disagrees). When
-something is wrong, a slow line-by-line pass (`textio.diagnose`) finds the exact line, and the reader raises
+something is wrong, a slow line-by-line pass (`diagnosis.diagnose`) finds the exact line, and the reader raises
 one `DataError` naming the file, the line, the column, the value and what was expected.
 """
 
@@ -18,7 +18,7 @@ from typing import NoReturn
 
 import polars as pl
 
-from seqrec.data import textio
+from seqrec.data import diagnosis, rawtext, sniffing, typed_columns
 from seqrec.data.columns import ALL, ITEM, RATING, SESSION, TIME, USER
 from seqrec.data.formats import FORMATS
 from seqrec.data.interactions import Interactions
@@ -80,17 +80,17 @@ def parse_column_mapping(text: str) -> dict[str, str | int]:
 
 def detect_format(path: Source) -> str:
     """The reader format of `path`: from its extension (`.gz` ignored), else from its first 64 KB."""
-    p = textio.check_path(path)
+    p = rawtext.check_path(path)
     name = p.name.lower().removesuffix(".gz")
     suffix = PurePath(name).suffix
     if suffix in _EXTENSIONS:
         return _EXTENSIONS[suffix]
-    head = textio.read_bytes(p, limit=textio.SAMPLE_BYTES)
-    if head.startswith(textio.PARQUET_MAGIC):
+    head = rawtext.read_bytes(p, limit=sniffing.SAMPLE_BYTES)
+    if head.startswith(rawtext.PARQUET_MAGIC):
         return "parquet"
-    if len(head) >= textio.SAMPLE_BYTES and b"\n" in head:
+    if len(head) >= sniffing.SAMPLE_BYTES and b"\n" in head:
         head = head[:head.rfind(b"\n") + 1]  # do not cut a character in two
-    lines = textio.head_lines(textio.check_text(head, p))
+    lines = sniffing.head_lines(rawtext.check_text(head, p))
     fmt = _sniff_format(lines)
     if fmt is None:
         raise DataError("cannot tell the format from the file name or its content", path=p, line=1,
@@ -104,11 +104,11 @@ def _sniff_format(lines: list[str]) -> str | None:
         return "dat"
     if _INTER_TYPE.search(first):
         return "inter"
-    sep = textio.sniff_separator(lines)
+    sep = sniffing.sniff_separator(lines)
     if sep is None:
         return None
-    records = textio.split_records(lines, sep, True)
-    if textio.looks_like_header(records[0], records[1] if len(records) > 1 else None, _KNOWN_NAMES):
+    records = sniffing.split_records(lines, sep, True)
+    if sniffing.looks_like_header(records[0], records[1] if len(records) > 1 else None, _KNOWN_NAMES):
         return "tsv" if sep == "\t" else "csv"
     counts = {len(rec) for rec in records}
     table = len(counts) == 1 and min(counts) >= 3 and len(records) >= 10
@@ -151,11 +151,11 @@ def read_interactions(path: Source, *, format: str | None = None, columns: Mappi
         raise ReaderOptionError("bad separator", path=path, value=separator, expected="a non-empty string")
     separator = "\t" if separator == "\\t" else separator
     fmt = fmt or detect_format(path)
-    raw = textio.read_bytes(path)
+    raw = rawtext.read_bytes(path)
     if fmt == "parquet":
         frame, has_time = _read_parquet(raw, path, mapping)
     else:
-        data = textio.check_text(raw, path)
+        data = rawtext.check_text(raw, path)
         del raw
         if fmt in ("pairs", "sequences") or (fmt == "sessions" and mapping is None and not header):
             if mapping is not None:
@@ -203,18 +203,18 @@ def _read_table(data: bytes, path: Source, fmt: str, mapping: ColumnMap | None, 
     shown_sep, quote = sep, fmt != "dat"
     if sep is not None and len(sep.encode()) > 1:  # Polars splits on one byte: "::" -> \x1f
         data, sep, quote = data.replace(sep.encode(), b"\x1f"), "\x1f", False
-    start = textio.skip_blank_lines(data, 0)
+    start = sniffing.skip_blank_lines(data, 0)
     first_line = data.count(b"\n", 0, start) + 1
-    lines = textio.head_lines(data, start)
+    lines = sniffing.head_lines(data, start)
     if sep is None:
-        sep = "\t" if fmt == "tsv" and "\t" in lines[0] else textio.sniff_separator(lines)
+        sep = "\t" if fmt == "tsv" and "\t" in lines[0] else sniffing.sniff_separator(lines)
         if sep is None:
             raise DataError("cannot find the field separator", path=path, line=first_line, value=lines[0],
                             expected="fields separated by ',', ';', tab, '|' or space (or pass separator=)")
-    records = textio.split_records(lines, sep, quote)
+    records = sniffing.split_records(lines, sep, quote)
     uses_names = mapping is not None and any(isinstance(ref, str) for ref in mapping.values())
     if header is None:
-        header = fmt == "inter" or uses_names or textio.looks_like_header(
+        header = fmt == "inter" or uses_names or sniffing.looks_like_header(
             records[0], records[1] if len(records) > 1 else None, _KNOWN_NAMES)
     elif not header and uses_names:
         raise ReaderOptionError("columns are mapped by name but header=False", path=path, value=mapping,
@@ -224,19 +224,19 @@ def _read_table(data: bytes, path: Source, fmt: str, mapping: ColumnMap | None, 
     if names and fmt == "inter":
         names = [n.split(":", 1)[0] for n in names]  # RecBole typed header: user_id:token -> user_id
     resolved = _resolve(mapping, names, n_fields, path, first_line, fmt)
-    body_start = textio.end_of_record(data, start, quote) if header else start
-    body_start = textio.skip_blank_lines(data, body_start)
+    body_start = sniffing.end_of_record(data, start, quote) if header else start
+    body_start = sniffing.skip_blank_lines(data, body_start)
     tail = data[body_start:body_start + 4096]
     if not tail.strip() and len(data) - body_start <= 4096:
         raise DataError("the file has a header line but no data rows" if header else "file is empty", path=path,
                         line=first_line, expected="at least one interaction row")
     skip = data.count(b"\n", 0, body_start)
     shown = {canon: (names[i] if names else f"{canon} (field {i + 1})") for canon, i in resolved.items()}
-    layout = textio.Layout(str(path), sep, shown_sep or sep, quote, n_fields, bool(header), skip + 1,
+    layout = diagnosis.Layout(str(path), sep, shown_sep or sep, quote, n_fields, bool(header), skip + 1,
                            tuple((canon, i, shown[canon]) for canon, i in resolved.items()))
     schema: dict[str, type[pl.DataType]] = {f"f{i}": pl.String for i in range(n_fields)}
     sample = records[1:] if header else records
-    padded = textio.padded_integers(data, sep)           # "007" beside "7": ids read as text, then checked
+    padded = sniffing.padded_integers(data, sep)           # "007" beside "7": ids read as text, then checked
     for canon, i in resolved.items():
         if not (padded and canon in (USER, ITEM, SESSION)):
             schema[f"f{i}"] = _guess_dtype(canon, [rec[i].strip() for rec in sample if len(rec) > i])
@@ -245,13 +245,13 @@ def _read_table(data: bytes, path: Source, fmt: str, mapping: ColumnMap | None, 
 
     def fail(row: int, canon: str, reason: str, expected: str) -> NoReturn:
         file_row = row if kept is None else int(kept[row])
-        hint = textio.Hint(file_row, shown[canon], raw.get_column(canon)[row], reason, expected)
-        raise textio.diagnose_row(data[body_start:], layout, hint) from None
+        hint = diagnosis.Hint(file_row, shown[canon], raw.get_column(canon)[row], reason, expected)
+        raise diagnosis.diagnose_row(data[body_start:], layout, hint) from None
 
-    return textio.build_columns(raw, fail)
+    return typed_columns.build_columns(raw, fail)
 
 
-def _read_body(data: bytes, body_start: int, layout: textio.Layout, schema: dict[str, type[pl.DataType]]
+def _read_body(data: bytes, body_start: int, layout: diagnosis.Layout, schema: dict[str, type[pl.DataType]]
                ) -> tuple[pl.DataFrame, pl.Series | None]:
     """The body as a frame of raw fields f0, f1, ... without blank lines, and the file rows kept (None: all)."""
     def read(dtypes: dict[str, type[pl.DataType]]) -> pl.DataFrame:
@@ -260,11 +260,11 @@ def _read_body(data: bytes, body_start: int, layout: textio.Layout, schema: dict
 
     try:
         frame = read(schema)
-    except textio.POLARS_ERRORS:
+    except typed_columns.POLARS_ERRORS:
         try:  # a row beyond the sample disagrees with the guessed dtypes: read text, convert later
             frame = read(dict.fromkeys(schema, pl.String))
-        except textio.POLARS_ERRORS as exc:
-            error = textio.diagnose(data[body_start:], layout)
+        except typed_columns.POLARS_ERRORS as exc:
+            error = diagnosis.diagnose(data[body_start:], layout)
             raise (error or DataError(f"cannot parse the file ({_first_line(exc)})", path=layout.path)) from None
     blank = frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
     if not blank.any():
@@ -324,9 +324,9 @@ def _default_mapping(names: list[str] | None, n_fields: int, path: Source, line:
 
 
 def _guess_dtype(canon: str, values: list[str]) -> type[pl.DataType]:
-    if values and all(textio.INT_RE.match(v) for v in values):
+    if values and all(sniffing.INT_RE.match(v) for v in values):
         return pl.Int64
-    if canon in (TIME, RATING) and values and all(textio.NUMBER_RE.match(v) for v in values):
+    if canon in (TIME, RATING) and values and all(sniffing.NUMBER_RE.match(v) for v in values):
         return pl.Float64
     return pl.String
 
@@ -376,7 +376,7 @@ def _read_lists(data: bytes, path: Source, fmt: str, separator: str | None) -> t
         raise DataError(reason, path=path, line=line + 1, column=column, value=raw.get_column(canon)[row],
                         expected=expected)
 
-    frame, _ = textio.build_columns(raw.drop("line"), fail)
+    frame, _ = typed_columns.build_columns(raw.drop("line"), fail)
     return frame, False
 
 
@@ -386,14 +386,14 @@ def _read_pairs_fast(data: bytes, path: Source, sep: str) -> tuple[pl.DataFrame,
     handles the file and names the bad line."""
     if len(sep.encode()) != 1 or (sep == " " and b"\t" in data):
         return None
-    sample = textio.split_records(textio.head_lines(data), sep, False)
-    dtype = pl.Int64 if all(textio.INT_RE.match(v) for rec in sample for v in rec) else pl.String
-    if dtype == pl.Int64 and textio.padded_integers(data, sep):     # "007" beside "7": text, then checked
+    sample = sniffing.split_records(sniffing.head_lines(data), sep, False)
+    dtype = pl.Int64 if all(sniffing.INT_RE.match(v) for rec in sample for v in rec) else pl.String
+    if dtype == pl.Int64 and sniffing.padded_integers(data, sep):     # "007" beside "7": text, then checked
         dtype = pl.String
     try:
         frame = pl.read_csv(data, has_header=False, separator=sep, quote_char=None,
                             schema={USER: dtype, ITEM: dtype})
-    except textio.POLARS_ERRORS:
+    except typed_columns.POLARS_ERRORS:
         return None
     nulls = frame.select(pl.any_horizontal(pl.all().is_null()).alias("any"),
                          pl.all_horizontal(pl.all().is_null()).alias("all"))
@@ -408,7 +408,7 @@ def _read_pairs_fast(data: bytes, path: Source, sep: str) -> tuple[pl.DataFrame,
         raise DataError(f"{reason} (data row {row + 1})", path=path, column=canon, value=frame[canon][row],
                         expected=expected)
 
-    frame, _ = textio.build_columns(frame, fail)
+    frame, _ = typed_columns.build_columns(frame, fail)
     return frame, False
 
 
@@ -417,15 +417,15 @@ def _read_pairs_fast(data: bytes, path: Source, sep: str) -> tuple[pl.DataFrame,
 def _read_parquet(raw: bytes, path: Source, mapping: ColumnMap | None) -> tuple[pl.DataFrame, bool]:
     if not raw:
         raise DataError("file is empty", path=path, expected="a Parquet file")
-    if not raw.startswith(textio.PARQUET_MAGIC):
+    if not raw.startswith(rawtext.PARQUET_MAGIC):
         raise DataError("not a Parquet file (it does not start with the PAR1 marker)", path=path,
                         expected="a Parquet file, or the right format= for a text file")
-    if len(raw) < 12 or not raw.endswith(textio.PARQUET_MAGIC):
+    if len(raw) < 12 or not raw.endswith(rawtext.PARQUET_MAGIC):
         raise DataError("truncated Parquet file (the PAR1 marker at its end is missing)", path=path,
                         expected="a complete Parquet file (write or download it again)")
     try:
         frame = pl.read_parquet(io.BytesIO(raw))
-    except textio.POLARS_ERRORS as exc:
+    except typed_columns.POLARS_ERRORS as exc:
         raise DataError(f"corrupt Parquet file ({_first_line(exc)})", path=path,
                         expected="a readable Parquet file (write or download it again)") from None
     if frame.height == 0:
@@ -438,7 +438,7 @@ def _read_parquet(raw: bytes, path: Source, mapping: ColumnMap | None) -> tuple[
         raise DataError(f"{reason} (row {row + 1})", path=path, column=names[resolved[canon]],
                         value=raw_frame.get_column(canon)[row], expected=expected)
 
-    return textio.build_columns(raw_frame, fail)
+    return typed_columns.build_columns(raw_frame, fail)
 
 
 def _first_line(exc: BaseException) -> str:

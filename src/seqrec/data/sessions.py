@@ -24,7 +24,7 @@ import os
 import numpy as np
 import polars as pl
 
-from seqrec.data import textio
+from seqrec.data import rawtext
 from seqrec.data.columns import ITEM, SESSION, TIME, USER
 from seqrec.data.interactions import Interactions
 from seqrec.data.readers import read_interactions
@@ -52,7 +52,7 @@ def read_diginetica(path: str | os.PathLike[str]) -> pl.DataFrame:
         (Float64 seconds: eventdate as a UTC date plus timeframe in ms / 1000) and `date` (Int64 seconds of
         the eventdate).
     """
-    head = textio.read_bytes(path, limit=4096)
+    head = rawtext.read_bytes(path, limit=4096)
     first = head.split(b"\n", 1)[0].decode("utf-8", "replace").lstrip("\ufeff").strip()
     names = [name.strip().lower().replace("_", "") for name in first.split(";")]
     if tuple(names) != DIGINETICA_COLUMNS:
