@@ -480,7 +480,7 @@ def _recommend_users_file(rec: Recommender, users_file: str, output: str | None,
                           names: dict[str, str] | None) -> None:
     import polars as pl
 
-    from seqrec.recommend import read_user_ids
+    from seqrec.data.sidefiles import read_user_ids
 
     table = rec.recommend_batch(read_user_ids(users_file), k=k, exclude_seen=exclude_seen)
     table = table.rename({"query": "user"})

@@ -62,7 +62,7 @@ class Hint:
     expected: str
 
 
-def diagnose(body: bytes, layout: Layout, hint: Hint | None = None) -> DataError | None:
+def diagnose(body: bytes, layout: Layout, hint: Hint | None = None, skipped: int = 0) -> DataError | None:
     """Walk the body record by record; return a DataError for the first bad record (or for `hint`'s row).
 
     Slow (a Python loop): for the error path only.
@@ -71,6 +71,7 @@ def diagnose(body: bytes, layout: Layout, hint: Hint | None = None) -> DataError
     reader = csv.reader(text, delimiter=layout.sep, quoting=csv.QUOTE_MINIMAL if layout.quote else csv.QUOTE_NONE,
                         strict=False)
     like = "the header" if layout.header else f"line {layout.first_line}"
+    first_line = layout.first_line + skipped      # `body` starts `skipped` lines into the layout's body
     first_kind = None
     row, consumed = 0, 0
     while True:
@@ -79,8 +80,8 @@ def diagnose(body: bytes, layout: Layout, hint: Hint | None = None) -> DataError
         except StopIteration:
             break
         except csv.Error as exc:
-            return DataError(f"malformed line ({exc})", path=layout.path, line=layout.first_line + consumed)
-        line = layout.first_line + consumed
+            return DataError(f"malformed line ({exc})", path=layout.path, line=first_line + consumed)
+        line = first_line + consumed
         consumed = reader.line_num
         if record and not (len(record) == 1 and not record[0].strip()):
             if len(record) != layout.n_fields:
@@ -117,8 +118,7 @@ def diagnose_row(body: bytes, layout: Layout, hint: Hint) -> DataError:
         ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
         start = 0 if hint.row == 0 else int(ends[hint.row - 1]) + 1
         end = int(ends[hint.row]) + 1 if hint.row < len(ends) else len(body)
-        local = replace(layout, first_line=layout.first_line + hint.row)
-        error = diagnose(body[start:end], local, replace(hint, row=0))
+        error = diagnose(body[start:end], layout, replace(hint, row=0), skipped=hint.row)
     assert error is not None      # with a hint, diagnose always returns an error
     return error
 

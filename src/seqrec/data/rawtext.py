@@ -82,8 +82,11 @@ def line_at(data: bytes, offset: int, width: int = 120) -> str:
     return data[start:end if end >= 0 else len(data)][:width * 4].decode("utf-8", "replace").rstrip("\r")[:width]
 
 
-def check_text(raw: bytes, path: Any) -> bytes:
-    """Reject binary or non-UTF-8 input; return the text with the BOM stripped and line ends turned into LF."""
+def check_text(raw: bytes, path: Any, *, latin1: bool = False) -> bytes:
+    """Reject binary or non-UTF-8 input; return the text with the BOM stripped and line ends turned into LF.
+
+    `latin1`: a file that is not valid UTF-8 is read as ISO-8859-1 (MovieLens' `movies.dat`, `u.item`) instead
+    of refused, and returned as UTF-8."""
     if not raw or raw.isspace() or raw.startswith(BOM) and (len(raw) == len(BOM) or raw[len(BOM):].isspace()):
         raise DataError("file is empty", path=path, expected="interaction rows")
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
@@ -98,7 +101,14 @@ def check_text(raw: bytes, path: Any) -> bytes:
         raise DataError(f"looks like a binary file, not text: NUL byte at byte {column} of line {line}",
                         path=path, line=line, expected="a text file (csv, tsv, dat, inter, txt) or a Parquet file")
     if not raw.isascii():
-        _check_utf8(raw, path)
+        bad = _first_non_utf8(raw)
+        if bad is not None and latin1:
+            raw = raw.decode("latin-1").encode("utf-8")
+        elif bad is not None:
+            line, column = line_and_column(raw, bad)
+            raise DataError(f"invalid UTF-8: byte 0x{raw[bad]:02x} at byte {column} of line {line}", path=path,
+                            line=line, value=line_at(raw, bad),
+                            expected="UTF-8 text (convert it, e.g. `iconv -f latin1 -t utf-8`)")
     if raw.startswith(BOM):
         raw = raw[len(BOM):]
     if b"\r" in raw:
@@ -106,7 +116,8 @@ def check_text(raw: bytes, path: Any) -> bytes:
     return raw
 
 
-def _check_utf8(raw: bytes, path: Any, chunk: int = 1 << 24) -> None:
+def _first_non_utf8(raw: bytes, chunk: int = 1 << 24) -> int | None:
+    """The offset of the first byte that is not part of valid UTF-8, or None; decodes in chunks."""
     view = memoryview(raw)
     start = 0
     while start < len(raw):
@@ -116,9 +127,6 @@ def _check_utf8(raw: bytes, path: Any, chunk: int = 1 << 24) -> None:
         try:
             str(view[start:end], "utf-8")
         except UnicodeDecodeError as exc:
-            offset = start + exc.start
-            line, column = line_and_column(raw, offset)
-            raise DataError(f"invalid UTF-8: byte 0x{raw[offset]:02x} at byte {column} of line {line}", path=path,
-                            line=line, value=line_at(raw, offset),
-                            expected="UTF-8 text (convert it, e.g. `iconv -f latin1 -t utf-8`)") from None
+            return start + exc.start
         start = end
+    return None

@@ -12,9 +12,10 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from pathlib import PurePath
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import polars as pl
 
@@ -26,7 +27,8 @@ from seqrec.errors import ConfigError, DataError
 
 _EXTENSIONS = {".dat": "dat", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet",
                ".inter": "inter"}
-_ALIASES = {
+# header names read as each canonical column (lower case)
+COLUMN_ALIASES = {
     USER: ("user", "user_id", "userid", "uid", "user id", "reviewerid", "customer_id", "visitorid"),
     ITEM: ("item", "item_id", "itemid", "iid", "movie_id", "movieid", "product_id", "productid", "asin",
            "business_id", "track_id"),
@@ -34,7 +36,7 @@ _ALIASES = {
     RATING: ("rating", "score", "stars", "overall"),
     SESSION: ("session", "session_id", "sessionid"),
 }
-_KNOWN_NAMES = {name for names in _ALIASES.values() for name in names}
+_KNOWN_NAMES = {name for names in COLUMN_ALIASES.values() for name in names}
 _INTER_TYPE = re.compile(r"\S:(token|float|token_seq|float_seq)\b")
 
 Source = str | os.PathLike[str]
@@ -197,62 +199,138 @@ def _check_mapping(columns: object, path: Source) -> ColumnMap | None:
 
 # ---------------------------------------------------------------------------------------------- delimited tables
 
-def _read_table(data: bytes, path: Source, fmt: str, mapping: ColumnMap | None, separator: str | None,
-                header: bool | None) -> tuple[pl.DataFrame, bool]:
-    sep = separator or {"dat": "::", "inter": "\t"}.get(fmt)
-    shown_sep, quote = sep, fmt != "dat"
-    if sep is not None and len(sep.encode()) > 1:  # Polars splits on one byte: "::" -> \x1f
-        data, sep, quote = data.replace(sep.encode(), b"\x1f"), "\x1f", False
+@dataclass(frozen=True)
+class TextTable:
+    """A delimited text file read into columns `f0`, `f1`, ... (blank lines dropped), with what it takes to name the
+    file line of a bad value (`fail`)."""
+
+    frame: pl.DataFrame
+    names: list[str] | None        # the header's column names; None without a header
+    layout: diagnosis.Layout
+    body: bytes                    # the text after the header, as the layout's line numbers count it
+    kept: pl.Series | None         # the body row of each frame row when blank lines were dropped (None: all kept)
+    sample: list[list[str]]        # the first records of the body, split as the file is
+
+    def shown(self, index: int, canon: str = "field") -> str:
+        """Field `index` as messages name it: its header name, else e.g. `item (field 2)`."""
+        return self.names[index] if self.names else f"{canon} (field {index + 1})"
+
+    def fail(self, row: int, index: int, value: Any, reason: str, expected: str, canon: str = "field") -> NoReturn:
+        """Raise the DataError for the value of field `index` at frame row `row`, naming its file line."""
+        body_row = row if self.kept is None else int(self.kept[row])
+        hint = diagnosis.Hint(body_row, self.shown(index, canon), value, reason, expected)
+        raise diagnosis.diagnose_row(self.body, self.layout, hint) from None
+
+
+def read_text_table(path: Source, *, separator: str | None = None, header: bool | None = None,
+                    separators: tuple[str, ...] = sniffing.SEPARATORS, known_names: Collection[str] = (),
+                    latin1: bool = False, rows: str = "data") -> TextTable:
+    """Read a small delimited text file (an id list, item metadata) as text columns, with the interaction readers'
+    loading (gzip, BOM, line ends, UTF-8 checks), separator and header detection, CSV quoting and error messages.
+
+    Args:
+        separator: the field separator; else the first of `separators` that splits the sampled lines evenly
+            ("::" when listed and on the first line); a file that none of them splits is one column.
+        header: whether the first line names the columns; detected when None (`known_names` are header words).
+        latin1: read a file that is not UTF-8 as ISO-8859-1 instead of refusing it.
+        rows: what a row is, for messages ("user id", "item title").
+
+    Raises:
+        DataError: naming the file, line, column, value and what was expected.
+    """
+    data = rawtext.check_text(rawtext.read_bytes(path), path, latin1=latin1)
+    names = {name.lower() for name in known_names}
+    return _text_table(data, path, separator=separator, quote=True, header=header, separators=separators,
+                       known_names=names, single_column=True, rows=rows)
+
+
+def _text_table(data: bytes, path: Source, *, separator: str | None, quote: bool, header: bool | None,
+                separators: tuple[str, ...] = sniffing.SEPARATORS, prefer_tab: bool = False,
+                known_names: set[str] = _KNOWN_NAMES, single_column: bool = False, rows: str = "interaction",
+                typed_header: bool = False,
+                resolve: Callable[[list[str] | None, int, int], dict[str, int]] | None = None,
+                dtypes: Callable[[bytes, str, list[list[str]]], dict[int, type[pl.DataType]]] | None = None
+                ) -> TextTable:
+    """Separator, header and body of a delimited text, then the body through Polars. `resolve(names, n_fields,
+    first_line)` may refuse the columns before the body is read, and names the fields the diagnosis checks;
+    `dtypes(text, separator, sample)` guesses the types of some fields (the rest are read as text);
+    `typed_header`: RecBole's `user_id:token` names."""
     start = sniffing.skip_blank_lines(data, 0)
     first_line = data.count(b"\n", 0, start) + 1
     lines = sniffing.head_lines(data, start)
+    sep = separator
+    if sep is None and "::" in separators and "::" in lines[0]:
+        sep = "::"
+    shown_sep = sep
+    if sep is not None and len(sep.encode()) > 1:  # Polars splits on one byte: "::" -> \x1f
+        data, sep, quote = data.replace(sep.encode(), b"\x1f"), "\x1f", False
+        lines = sniffing.head_lines(data, start)
     if sep is None:
-        sep = "\t" if fmt == "tsv" and "\t" in lines[0] else sniffing.sniff_separator(lines)
-        if sep is None:
+        candidates = tuple(c for c in separators if len(c) == 1)      # the csv module splits on one character
+        sep = "\t" if prefer_tab and "\t" in lines[0] else sniffing.sniff_separator(lines, candidates)
+        if sep is None and single_column:
+            sep = "\x1f"                         # a byte text does not hold: every line is one field
+        elif sep is None:
             raise DataError("cannot find the field separator", path=path, line=first_line, value=lines[0],
                             expected="fields separated by ',', ';', tab, '|' or space (or pass separator=)")
+        shown_sep = sep
     records = sniffing.split_records(lines, sep, quote)
-    uses_names = mapping is not None and any(isinstance(ref, str) for ref in mapping.values())
     if header is None:
-        header = fmt == "inter" or uses_names or sniffing.looks_like_header(
-            records[0], records[1] if len(records) > 1 else None, _KNOWN_NAMES)
-    elif not header and uses_names:
-        raise ReaderOptionError("columns are mapped by name but header=False", path=path, value=mapping,
-                                expected="0-based positions, or a file with a header line")
+        header = sniffing.looks_like_header(records[0], records[1] if len(records) > 1 else None, known_names)
     n_fields = len(records[0])
     names = [f.strip() for f in records[0]] if header else None
-    if names and fmt == "inter":
-        names = [n.split(":", 1)[0] for n in names]  # RecBole typed header: user_id:token -> user_id
-    resolved = _resolve(mapping, names, n_fields, path, first_line, fmt)
+    if names and typed_header:
+        names = [n.split(":", 1)[0] for n in names]
+    resolved = resolve(names, n_fields, first_line) if resolve is not None else {}
     body_start = sniffing.end_of_record(data, start, quote) if header else start
     body_start = sniffing.skip_blank_lines(data, body_start)
     tail = data[body_start:body_start + 4096]
     if not tail.strip() and len(data) - body_start <= 4096:
         raise DataError("the file has a header line but no data rows" if header else "file is empty", path=path,
-                        line=first_line, expected="at least one interaction row")
+                        line=first_line, expected=f"at least one {rows} row")
     skip = data.count(b"\n", 0, body_start)
-    shown = {canon: (names[i] if names else f"{canon} (field {i + 1})") for canon, i in resolved.items()}
-    layout = diagnosis.Layout(str(path), sep, shown_sep or sep, quote, n_fields, bool(header), skip + 1,
-                           tuple((canon, i, shown[canon]) for canon, i in resolved.items()))
-    schema: dict[str, type[pl.DataType]] = {f"f{i}": pl.String for i in range(n_fields)}
+    checks = tuple((canon, i, names[i] if names else f"{canon} (field {i + 1})") for canon, i in resolved.items())
+    layout = diagnosis.Layout(str(path), sep, shown_sep or sep, quote, n_fields, bool(header), skip + 1, checks)
     sample = records[1:] if header else records
-    padded = sniffing.padded_integers(data, sep)           # "007" beside "7": ids read as text, then checked
-    for canon, i in resolved.items():
-        if not (padded and canon in (USER, ITEM, SESSION)):
-            schema[f"f{i}"] = _guess_dtype(canon, [rec[i].strip() for rec in sample if len(rec) > i])
-    frame, kept = _read_body(data, body_start, layout, schema)
-    raw = frame.select([pl.col(f"f{i}").alias(canon) for canon, i in resolved.items()])
+    schema: dict[str, type[pl.DataType]] = {f"f{i}": pl.String for i in range(n_fields)}
+    if dtypes is not None:
+        schema.update({f"f{i}": dtype for i, dtype in dtypes(data, sep, sample).items()})
+    frame, kept = _read_body(data, body_start, layout, schema, rows)
+    return TextTable(frame, names, layout, data[body_start:], kept, sample)
+
+
+def _read_table(data: bytes, path: Source, fmt: str, mapping: ColumnMap | None, separator: str | None,
+                header: bool | None) -> tuple[pl.DataFrame, bool]:
+    uses_names = mapping is not None and any(isinstance(ref, str) for ref in mapping.values())
+    if header is False and uses_names:
+        raise ReaderOptionError("columns are mapped by name but header=False", path=path, value=mapping,
+                                expected="0-based positions, or a file with a header line")
+    if header is None and (fmt == "inter" or uses_names):
+        header = True
+    resolved: dict[str, int] = {}
+
+    def resolve(names: list[str] | None, n_fields: int, first_line: int) -> dict[str, int]:
+        resolved.update(_resolve(mapping, names, n_fields, path, first_line, fmt))
+        return resolved
+
+    def dtypes(text: bytes, sep: str, sample: list[list[str]]) -> dict[int, type[pl.DataType]]:
+        padded = sniffing.padded_integers(text, sep)           # "007" beside "7": ids read as text, then checked
+        return {i: _guess_dtype(canon, [rec[i].strip() for rec in sample if len(rec) > i])
+                for canon, i in resolved.items() if not (padded and canon in (USER, ITEM, SESSION))}
+
+    table = _text_table(data, path, separator=separator or {"dat": "::", "inter": "\t"}.get(fmt),
+                        quote=fmt != "dat", header=header, prefer_tab=fmt == "tsv", typed_header=fmt == "inter",
+                        resolve=resolve, dtypes=dtypes)
+    raw = table.frame.select([pl.col(f"f{i}").alias(canon) for canon, i in resolved.items()])
 
     def fail(row: int, canon: str, reason: str, expected: str) -> NoReturn:
-        file_row = row if kept is None else int(kept[row])
-        hint = diagnosis.Hint(file_row, shown[canon], raw.get_column(canon)[row], reason, expected)
-        raise diagnosis.diagnose_row(data[body_start:], layout, hint) from None
+        table.fail(row, resolved[canon], raw.get_column(canon)[row], reason, expected, canon)
 
     return typed_columns.build_columns(raw, fail)
 
 
-def _read_body(data: bytes, body_start: int, layout: diagnosis.Layout, schema: dict[str, type[pl.DataType]]
-               ) -> tuple[pl.DataFrame, pl.Series | None]:
+def _read_body(data: bytes, body_start: int, layout: diagnosis.Layout, schema: dict[str, type[pl.DataType]],
+               rows: str = "interaction") -> tuple[pl.DataFrame, pl.Series | None]:
     """The body as a frame of raw fields f0, f1, ... without blank lines, and the file rows kept (None: all)."""
     def read(dtypes: dict[str, type[pl.DataType]]) -> pl.DataFrame:
         return pl.read_csv(data, schema=dtypes, has_header=False, separator=layout.sep,
@@ -271,8 +349,8 @@ def _read_body(data: bytes, body_start: int, layout: diagnosis.Layout, schema: d
         return frame, None
     frame = frame.filter(~blank)  # blank lines come back as all-null rows
     if frame.height == 0:
-        raise DataError("no interaction rows: every data line is blank or has only empty fields", path=layout.path,
-                        line=layout.first_line, expected="at least one interaction row")
+        raise DataError(f"no {rows} rows: every data line is blank or has only empty fields", path=layout.path,
+                        line=layout.first_line, expected=f"at least one {rows} row")
     return frame, (~blank).arg_true()
 
 
@@ -312,7 +390,7 @@ def _default_mapping(names: list[str] | None, n_fields: int, path: Source, line:
         return {canon: i for i, canon in enumerate(layout)}
     lowered = [n.lower() for n in names]
     found: ColumnMap = {}
-    for canon, aliases in _ALIASES.items():
+    for canon, aliases in COLUMN_ALIASES.items():
         hit = next((alias for alias in aliases if alias in lowered), None)
         if hit is not None:
             found[canon] = names[lowered.index(hit)]
@@ -415,6 +493,20 @@ def _read_pairs_fast(data: bytes, path: Source, sep: str) -> tuple[pl.DataFrame,
 # ---------------------------------------------------------------------------------------------- parquet
 
 def _read_parquet(raw: bytes, path: Source, mapping: ColumnMap | None) -> tuple[pl.DataFrame, bool]:
+    frame = parquet_frame(raw, path)
+    names = frame.columns
+    resolved = _resolve(mapping, names, len(names), path, None, "parquet")
+    raw_frame = frame.select([pl.col(names[i]).alias(canon) for canon, i in resolved.items()])
+
+    def fail(row: int, canon: str, reason: str, expected: str) -> NoReturn:
+        raise DataError(f"{reason} (row {row + 1})", path=path, column=names[resolved[canon]],
+                        value=raw_frame.get_column(canon)[row], expected=expected)
+
+    return typed_columns.build_columns(raw_frame, fail)
+
+
+def parquet_frame(raw: bytes, path: Source, rows: str = "interaction") -> pl.DataFrame:
+    """The Parquet file whose bytes are `raw` as a frame; DataError for an empty, truncated or corrupt file."""
     if not raw:
         raise DataError("file is empty", path=path, expected="a Parquet file")
     if not raw.startswith(rawtext.PARQUET_MAGIC):
@@ -429,16 +521,8 @@ def _read_parquet(raw: bytes, path: Source, mapping: ColumnMap | None) -> tuple[
         raise DataError(f"corrupt Parquet file ({_first_line(exc)})", path=path,
                         expected="a readable Parquet file (write or download it again)") from None
     if frame.height == 0:
-        raise DataError("the Parquet file has no rows", path=path, expected="at least one interaction row")
-    names = frame.columns
-    resolved = _resolve(mapping, names, len(names), path, None, "parquet")
-    raw_frame = frame.select([pl.col(names[i]).alias(canon) for canon, i in resolved.items()])
-
-    def fail(row: int, canon: str, reason: str, expected: str) -> NoReturn:
-        raise DataError(f"{reason} (row {row + 1})", path=path, column=names[resolved[canon]],
-                        value=raw_frame.get_column(canon)[row], expected=expected)
-
-    return typed_columns.build_columns(raw_frame, fail)
+        raise DataError("the Parquet file has no rows", path=path, expected=f"at least one {rows} row")
+    return frame
 
 
 def _first_line(exc: BaseException) -> str:
