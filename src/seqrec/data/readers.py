@@ -1,25 +1,25 @@
 """Read interaction logs (csv, tsv, MovieLens .dat, RecBole .inter, Parquet, SASRec pairs, S3-Rec sequences,
 SR-GNN session lists; any of them gzip-compressed) into `Interactions`.
 
-The normal path is vectorised: the whole file is read into memory, checked with buffer scans (`rawtext`, `sniffing`) and
-parsed by Polars with dtypes guessed from a sample (all-string fallback when a later row disagrees). When
-something is wrong, a slow line-by-line pass (`diagnosis.diagnose`) finds the exact line, and the reader raises
-one `DataError` naming the file, the line, the column, the value and what was expected.
+This module knows the formats and the canonical columns; under it, `rawtext` loads and checks the bytes, `tables`
+reads delimited text (separator and header from `sniffing`) and Parquet, and `typed_columns` types the columns.
+The normal path is vectorised: the whole file is read into memory, checked with buffer scans and parsed by Polars
+with dtypes guessed from a sample (all-string fallback when a later row disagrees). When something is wrong, a
+slow line-by-line pass (`diagnosis`) finds the exact line, and the reader raises one `DataError` naming the file,
+the line, the column, the value and what was expected.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import re
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import PurePath
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import polars as pl
 
-from seqrec.data import diagnosis, rawtext, sniffing, typed_columns
+from seqrec.data import rawtext, sniffing, tables, typed_columns
 from seqrec.data.columns import ALL, ITEM, RATING, SESSION, TIME, USER
 from seqrec.data.formats import FORMATS
 from seqrec.data.interactions import Interactions
@@ -196,108 +196,7 @@ def _check_mapping(columns: object, path: Source) -> ColumnMap | None:
                                 path=path, expected="at least item and user (or session)")
     return dict(columns)
 
-
 # ---------------------------------------------------------------------------------------------- delimited tables
-
-@dataclass(frozen=True)
-class TextTable:
-    """A delimited text file read into columns `f0`, `f1`, ... (blank lines dropped), with what it takes to name the
-    file line of a bad value (`fail`)."""
-
-    frame: pl.DataFrame
-    names: list[str] | None        # the header's column names; None without a header
-    layout: diagnosis.Layout
-    body: bytes                    # the text after the header, as the layout's line numbers count it
-    kept: pl.Series | None         # the body row of each frame row when blank lines were dropped (None: all kept)
-    sample: list[list[str]]        # the first records of the body, split as the file is
-
-    def shown(self, index: int, canon: str = "field") -> str:
-        """Field `index` as messages name it: its header name, else e.g. `item (field 2)`."""
-        return self.names[index] if self.names else f"{canon} (field {index + 1})"
-
-    def fail(self, row: int, index: int, value: Any, reason: str, expected: str, canon: str = "field") -> NoReturn:
-        """Raise the DataError for the value of field `index` at frame row `row`, naming its file line."""
-        body_row = row if self.kept is None else int(self.kept[row])
-        hint = diagnosis.Hint(body_row, self.shown(index, canon), value, reason, expected)
-        raise diagnosis.diagnose_row(self.body, self.layout, hint) from None
-
-
-def read_text_table(path: Source, *, separator: str | None = None, header: bool | None = None,
-                    separators: tuple[str, ...] = sniffing.SEPARATORS, known_names: Collection[str] = (),
-                    latin1: bool = False, rows: str = "data") -> TextTable:
-    """Read a small delimited text file (an id list, item metadata) as text columns, with the interaction readers'
-    loading (gzip, BOM, line ends, UTF-8 checks), separator and header detection, CSV quoting and error messages.
-
-    Args:
-        separator: the field separator; else the first of `separators` that splits the sampled lines evenly
-            ("::" when listed and on the first line); a file that none of them splits is one column.
-        header: whether the first line names the columns; detected when None (`known_names` are header words).
-        latin1: read a file that is not UTF-8 as ISO-8859-1 instead of refusing it.
-        rows: what a row is, for messages ("user id", "item title").
-
-    Raises:
-        DataError: naming the file, line, column, value and what was expected.
-    """
-    data = rawtext.check_text(rawtext.read_bytes(path), path, latin1=latin1)
-    names = {name.lower() for name in known_names}
-    return _text_table(data, path, separator=separator, quote=True, header=header, separators=separators,
-                       known_names=names, single_column=True, rows=rows)
-
-
-def _text_table(data: bytes, path: Source, *, separator: str | None, quote: bool, header: bool | None,
-                separators: tuple[str, ...] = sniffing.SEPARATORS, prefer_tab: bool = False,
-                known_names: set[str] = _KNOWN_NAMES, single_column: bool = False, rows: str = "interaction",
-                typed_header: bool = False,
-                resolve: Callable[[list[str] | None, int, int], dict[str, int]] | None = None,
-                dtypes: Callable[[bytes, str, list[list[str]]], dict[int, type[pl.DataType]]] | None = None
-                ) -> TextTable:
-    """Separator, header and body of a delimited text, then the body through Polars. `resolve(names, n_fields,
-    first_line)` may refuse the columns before the body is read, and names the fields the diagnosis checks;
-    `dtypes(text, separator, sample)` guesses the types of some fields (the rest are read as text);
-    `typed_header`: RecBole's `user_id:token` names."""
-    start = sniffing.skip_blank_lines(data, 0)
-    first_line = data.count(b"\n", 0, start) + 1
-    lines = sniffing.head_lines(data, start)
-    sep = separator
-    if sep is None and "::" in separators and "::" in lines[0]:
-        sep = "::"
-    shown_sep = sep
-    if sep is not None and len(sep.encode()) > 1:  # Polars splits on one byte: "::" -> \x1f
-        data, sep, quote = data.replace(sep.encode(), b"\x1f"), "\x1f", False
-        lines = sniffing.head_lines(data, start)
-    if sep is None:
-        candidates = tuple(c for c in separators if len(c) == 1)      # the csv module splits on one character
-        sep = "\t" if prefer_tab and "\t" in lines[0] else sniffing.sniff_separator(lines, candidates)
-        if sep is None and single_column:
-            sep = "\x1f"                         # a byte text does not hold: every line is one field
-        elif sep is None:
-            raise DataError("cannot find the field separator", path=path, line=first_line, value=lines[0],
-                            expected="fields separated by ',', ';', tab, '|' or space (or pass separator=)")
-        shown_sep = sep
-    records = sniffing.split_records(lines, sep, quote)
-    if header is None:
-        header = sniffing.looks_like_header(records[0], records[1] if len(records) > 1 else None, known_names)
-    n_fields = len(records[0])
-    names = [f.strip() for f in records[0]] if header else None
-    if names and typed_header:
-        names = [n.split(":", 1)[0] for n in names]
-    resolved = resolve(names, n_fields, first_line) if resolve is not None else {}
-    body_start = sniffing.end_of_record(data, start, quote) if header else start
-    body_start = sniffing.skip_blank_lines(data, body_start)
-    tail = data[body_start:body_start + 4096]
-    if not tail.strip() and len(data) - body_start <= 4096:
-        raise DataError("the file has a header line but no data rows" if header else "file is empty", path=path,
-                        line=first_line, expected=f"at least one {rows} row")
-    skip = data.count(b"\n", 0, body_start)
-    checks = tuple((canon, i, names[i] if names else f"{canon} (field {i + 1})") for canon, i in resolved.items())
-    layout = diagnosis.Layout(str(path), sep, shown_sep or sep, quote, n_fields, bool(header), skip + 1, checks)
-    sample = records[1:] if header else records
-    schema: dict[str, type[pl.DataType]] = {f"f{i}": pl.String for i in range(n_fields)}
-    if dtypes is not None:
-        schema.update({f"f{i}": dtype for i, dtype in dtypes(data, sep, sample).items()})
-    frame, kept = _read_body(data, body_start, layout, schema, rows)
-    return TextTable(frame, names, layout, data[body_start:], kept, sample)
-
 
 def _read_table(data: bytes, path: Source, fmt: str, mapping: ColumnMap | None, separator: str | None,
                 header: bool | None) -> tuple[pl.DataFrame, bool]:
@@ -318,40 +217,15 @@ def _read_table(data: bytes, path: Source, fmt: str, mapping: ColumnMap | None, 
         return {i: _guess_dtype(canon, [rec[i].strip() for rec in sample if len(rec) > i])
                 for canon, i in resolved.items() if not (padded and canon in (USER, ITEM, SESSION))}
 
-    table = _text_table(data, path, separator=separator or {"dat": "::", "inter": "\t"}.get(fmt),
-                        quote=fmt != "dat", header=header, prefer_tab=fmt == "tsv", typed_header=fmt == "inter",
-                        resolve=resolve, dtypes=dtypes)
+    table = tables.text_table(data, path, separator=separator or {"dat": "::", "inter": "\t"}.get(fmt),
+                              quote=fmt != "dat", header=header, prefer_tab=fmt == "tsv", typed_header=fmt == "inter",
+                              known_names=_KNOWN_NAMES, resolve=resolve, dtypes=dtypes)
     raw = table.frame.select([pl.col(f"f{i}").alias(canon) for canon, i in resolved.items()])
 
     def fail(row: int, canon: str, reason: str, expected: str) -> NoReturn:
         table.fail(row, resolved[canon], raw.get_column(canon)[row], reason, expected, canon)
 
     return typed_columns.build_columns(raw, fail)
-
-
-def _read_body(data: bytes, body_start: int, layout: diagnosis.Layout, schema: dict[str, type[pl.DataType]],
-               rows: str = "interaction") -> tuple[pl.DataFrame, pl.Series | None]:
-    """The body as a frame of raw fields f0, f1, ... without blank lines, and the file rows kept (None: all)."""
-    def read(dtypes: dict[str, type[pl.DataType]]) -> pl.DataFrame:
-        return pl.read_csv(data, schema=dtypes, has_header=False, separator=layout.sep,
-                           quote_char='"' if layout.quote else None, skip_lines=layout.first_line - 1)
-
-    try:
-        frame = read(schema)
-    except typed_columns.POLARS_ERRORS:
-        try:  # a row beyond the sample disagrees with the guessed dtypes: read text, convert later
-            frame = read(dict.fromkeys(schema, pl.String))
-        except typed_columns.POLARS_ERRORS as exc:
-            error = diagnosis.diagnose(data[body_start:], layout)
-            raise (error or DataError(f"cannot parse the file ({_first_line(exc)})", path=layout.path)) from None
-    blank = frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
-    if not blank.any():
-        return frame, None
-    frame = frame.filter(~blank)  # blank lines come back as all-null rows
-    if frame.height == 0:
-        raise DataError(f"no {rows} rows: every data line is blank or has only empty fields", path=layout.path,
-                        line=layout.first_line, expected=f"at least one {rows} row")
-    return frame, (~blank).arg_true()
 
 
 def _resolve(mapping: ColumnMap | None, names: list[str] | None, n_fields: int, path: Source, line: int | None,
@@ -493,7 +367,7 @@ def _read_pairs_fast(data: bytes, path: Source, sep: str) -> tuple[pl.DataFrame,
 # ---------------------------------------------------------------------------------------------- parquet
 
 def _read_parquet(raw: bytes, path: Source, mapping: ColumnMap | None) -> tuple[pl.DataFrame, bool]:
-    frame = parquet_frame(raw, path)
+    frame = tables.parquet_frame(raw, path)
     names = frame.columns
     resolved = _resolve(mapping, names, len(names), path, None, "parquet")
     raw_frame = frame.select([pl.col(names[i]).alias(canon) for canon, i in resolved.items()])
@@ -503,28 +377,3 @@ def _read_parquet(raw: bytes, path: Source, mapping: ColumnMap | None) -> tuple[
                         value=raw_frame.get_column(canon)[row], expected=expected)
 
     return typed_columns.build_columns(raw_frame, fail)
-
-
-def parquet_frame(raw: bytes, path: Source, rows: str = "interaction") -> pl.DataFrame:
-    """The Parquet file whose bytes are `raw` as a frame; DataError for an empty, truncated or corrupt file."""
-    if not raw:
-        raise DataError("file is empty", path=path, expected="a Parquet file")
-    if not raw.startswith(rawtext.PARQUET_MAGIC):
-        raise DataError("not a Parquet file (it does not start with the PAR1 marker)", path=path,
-                        expected="a Parquet file, or the right format= for a text file")
-    if len(raw) < 12 or not raw.endswith(rawtext.PARQUET_MAGIC):
-        raise DataError("truncated Parquet file (the PAR1 marker at its end is missing)", path=path,
-                        expected="a complete Parquet file (write or download it again)")
-    try:
-        frame = pl.read_parquet(io.BytesIO(raw))
-    except typed_columns.POLARS_ERRORS as exc:
-        raise DataError(f"corrupt Parquet file ({_first_line(exc)})", path=path,
-                        expected="a readable Parquet file (write or download it again)") from None
-    if frame.height == 0:
-        raise DataError("the Parquet file has no rows", path=path, expected=f"at least one {rows} row")
-    return frame
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

@@ -1,5 +1,5 @@
 """Files that go beside an interaction log: user-id lists (`seqrec recommend --users-file`) and item titles
-(`--titles`), read with the interaction readers (`readers.read_text_table`, `readers.parquet_frame`).
+(`--titles`), read with the interaction readers (`tables.read_text_table`, `tables.parquet_frame`).
 
 So gzip, BOMs, line ends, CSV quoting, separators, headers and blank lines get the same handling as in a log, and
 a bad line the same message: file, line, column, value and what was expected.
@@ -12,7 +12,7 @@ from pathlib import PurePath
 
 import polars as pl
 
-from seqrec.data import rawtext, readers
+from seqrec.data import rawtext, readers, tables
 from seqrec.data.columns import ITEM, USER
 from seqrec.errors import DataError
 
@@ -33,7 +33,7 @@ def read_user_ids(path: str | os.PathLike[str]) -> list:
     p = rawtext.check_path(path)
     name = p.name.lower().removesuffix(".gz")
     if name.endswith((".parquet", ".pq")) or rawtext.read_bytes(p, limit=4) == rawtext.PARQUET_MAGIC:
-        frame = readers.parquet_frame(rawtext.read_bytes(p), p, rows="user id")
+        frame = tables.parquet_frame(rawtext.read_bytes(p), p, rows="user id")
         column = _pick(frame.columns, USER_NAMES, 0)
         values = frame.get_column(frame.columns[column])
         if values.null_count():
@@ -42,7 +42,7 @@ def read_user_ids(path: str | os.PathLike[str]) -> list:
                             expected="a user id in every row")
         return values.to_list()
     table_like = PurePath(name).suffix in (".csv", ".tsv")
-    table = readers.read_text_table(p, separators=TABLE_SEPARATORS if table_like else (),
+    table = tables.read_text_table(p, separators=TABLE_SEPARATORS if table_like else (),
                                     header=None if table_like else False, known_names=USER_NAMES, rows="user id")
     column = _pick(table.names, USER_NAMES, 0)
     return _column(table, column, "user id", skip_blank=table.layout.n_fields == 1).to_list()
@@ -56,7 +56,7 @@ def read_titles(path: str | os.PathLike[str]) -> dict[str, str]:
     Raises:
         DataError: a file with a single column, or a line without an id or a title (file, line, column, value).
     """
-    table = readers.read_text_table(path, separators=("::", *TABLE_SEPARATORS),
+    table = tables.read_text_table(path, separators=("::", *TABLE_SEPARATORS),
                                     known_names=(*ITEM_NAMES, *TITLE_NAMES), latin1=True, rows="item title")
     if table.layout.n_fields < 2:
         raise DataError("item metadata needs an id column and a title column", path=path,
@@ -75,7 +75,7 @@ def _pick(names: list[str] | None, wanted: tuple[str, ...], default: int) -> int
     return next((lowered.index(name) for name in wanted if name in lowered), default)
 
 
-def _column(table: readers.TextTable, index: int, what: str, skip_blank: bool = False) -> pl.Series:
+def _column(table: tables.TextTable, index: int, what: str, skip_blank: bool = False) -> pl.Series:
     """Field `index` of every row, blanks around it dropped; an empty one raises the DataError naming its line
     (`skip_blank`: a one-column file's blank lines are skipped instead)."""
     values = table.frame.get_column(f"f{index}").str.strip_chars()

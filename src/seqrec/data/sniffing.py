@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Collection
 
 import numpy as np
 
@@ -86,7 +87,7 @@ def is_number(text: str) -> bool:
     return bool(NUMBER_RE.match(text.strip()))
 
 
-def looks_like_header(first: list[str], second: list[str] | None, names: set[str]) -> bool:
+def looks_like_header(first: list[str], second: list[str] | None, names: Collection[str]) -> bool:
     """A header: a field is a well-known column name, or is text where the next row holds a number."""
     if any(field.strip().lower() in names for field in first):
         return True
