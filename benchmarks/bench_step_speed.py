@@ -24,6 +24,7 @@ batches): the training seconds per epoch measured, not estimated. Run it alone: 
 nothing else shares the cores; the results file records the load average before and after.
 
     SEQREC_DATA=../shared/datasets python benchmarks/bench_step_speed.py [--set hstu|zoo] [--rounds 5] [--steps 6]
+        [--with train.precision=bf16]
 
 Writes `benchmarks/results/step_speed_<set>.json`.
 """
@@ -74,6 +75,8 @@ def main() -> int:
                         help="train.batching for every config, or each config's own (config)")
     parser.add_argument("--full-epochs", action="store_true",
                         help="each round times one whole epoch of every config (--steps is ignored)")
+    parser.add_argument("--with", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every config (e.g. train.precision=bf16); repeatable")
     parser.add_argument("--result", default=None, help="default: results/step_speed_<set>.json")
     args = parser.parse_args()
     args.result = args.result or str(HERE / "results" / f"step_speed_{args.which}.json")
@@ -92,7 +95,7 @@ def main() -> int:
     trainers, split = {}, None
     for name, (file, overrides) in cases.items():
         batching = [] if args.batching == "config" else [f"train.batching={args.batching}"]
-        config = load_config(CONFIGS / file, [*overrides, "train.progress=false", *batching])
+        config = load_config(CONFIGS / file, [*overrides, "train.progress=false", *batching, *args.extra])
         split = split or api.load_split(config)
         torch.manual_seed(0)
         model = build_model(config.model.name, split.data.num_items, config.model.params)
@@ -131,7 +134,8 @@ def main() -> int:
         rows[model]["ratio_to_sasrec"] = round(rows[model]["seconds_per_epoch_estimate"]
                                                / rows[sasrec]["seconds_per_epoch_estimate"], 2)   # per epoch
     result = {"date": date.today().isoformat(), "set": args.which, "threads": args.threads, "batching": args.batching,
-              "rounds": args.rounds, "steps_per_round": "epoch" if args.full_epochs else args.steps,
+              "overrides": args.extra, "rounds": args.rounds,
+              "steps_per_round": "epoch" if args.full_epochs else args.steps,
               "loadavg_1_5_15_at_start": [round(x, 2) for x in load_at_start],
               "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
