@@ -382,8 +382,8 @@ def _cell(value: object) -> str:
               help="With --items: one rating per item (needed by a model that reads them: HSTU with inputs "
                    "items_ratings or interleaved).")
 @click.option("--users-file", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Recommend for many users: a text file with one user id per line, or a CSV/Parquet file with "
-                   "a 'user' column. Written as CSV (or Parquet, by --output's extension).")
+              help="Recommend for many users: a text file with one user id per line, or a CSV/TSV/Parquet file "
+                   "with a 'user' column (else the first). Written as CSV (or Parquet, by --output's extension).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="With --users-file: write the table here (.csv or .parquet) instead of printing CSV.")
 @click.option("-k", "--k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Items to return.")
@@ -524,8 +524,7 @@ def _recommend_users_file(rec: Recommender, users_file: str, output: str | None,
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="Scoring threads (the bounded pool that runs the model).")
 @click.option("--torch-threads", type=click.IntRange(min=1), default=None,
-              help="torch intra-op threads (default: torch's, one per core; on 2 cores this served more requests "
-                   "than 1 thread).")
+              help="torch intra-op threads (default: torch's, one per core).")
 @click.option("--access-log", is_flag=True, help="Log every request (slower).")
 @click.option("--ann", is_flag=True, help="Approximate top-k with a faiss HNSW index (pip install 'seqrec[ann]').")
 @click.option("--api-key-file", type=click.Path(dir_okay=False), default=None, metavar="PATH",

@@ -227,7 +227,8 @@ class TrainConfig(_Section):
     align: Literal["right", "left"] = Field("right", description="padding side of training rows")
     batching: Literal["random", "length"] = Field(
         "random", description="random: batches of shuffled rows; length: shuffled rows grouped by length in pools "
-                              "of 64 batches, batches in random order (less padding, about 2x faster on ML-1M)")
+                              "of 64 batches, batches in random order (less padding, so cheaper epochs; it changes the "
+                              "gradient noise, see benchmarks/README.md)")
 
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="training arithmetic: fp32, or autocast to bf16 / fp16 (fp16 with a gradient scaler); "
