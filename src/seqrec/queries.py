@@ -61,11 +61,11 @@ class QueryEncoder:
         self.data = data
         self._data_side: dict[str, np.ndarray] | None = None
 
-    def user_history(self, user) -> np.ndarray:
+    def user_history(self, user: object) -> np.ndarray:
         """[H] dense item ids of a known user's whole log, oldest first; RecommendError if unknown."""
         return self.data.items[self._user_slice(user)].astype(np.int64)
 
-    def _user_slice(self, user) -> slice:
+    def _user_slice(self, user: object) -> slice:
         if isinstance(user, (bool, float, np.bool_, np.floating)):
             raise RecommendError(f"{user!r} is not a user id (a {type(user).__name__}); user ids are "
                                  f"{'integers or strings' if self.data.users.is_integer else 'strings'}",
@@ -101,7 +101,7 @@ class QueryEncoder:
             raise RecommendError(f"{name} must be {side.kind}, got {bad[0]!r}", field=name)
         return np.asarray(listed, dtype=side.dtype)
 
-    def encode_items(self, raw_ids, *, ignore_unknown: bool = False, field: str = "history"
+    def encode_items(self, raw_ids: Iterable[object], *, ignore_unknown: bool = False, field: str = "history"
                      ) -> tuple[np.ndarray, list]:
         """Raw item ids -> (dense ids [M] of the known ones, the unknown raw ids).
 
@@ -132,8 +132,9 @@ class QueryEncoder:
         """[M] int64 dense ids of raw item ids, -1 for the unknown ones."""
         return lookup_ids(self.data.item_vocab, values)
 
-    def query(self, *, user=None, history=None, k: int = 10, exclude_seen: bool = True, allow=None, deny=None,
-              ignore_unknown: bool = False, times=None, ratings=None) -> tuple[Query, list]:
+    def query(self, *, user: object = None, history: Iterable[object] | None = None, k: int = 10,
+              exclude_seen: bool = True, allow: Iterable[object] | None = None, deny: Iterable[object] | None = None,
+              ignore_unknown: bool = False, times: object = None, ratings: object = None) -> tuple[Query, list]:
         """Validate one request in raw ids; (Query, ignored unknown ids). `times` / `ratings`: the timestamps /
         ratings of a raw `history`, one per item (needed by a model that reads them; a known user's come from
         the data)."""
@@ -142,6 +143,7 @@ class QueryEncoder:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise RecommendError(f"k must be a positive integer, got {k!r}", field="k")
         ignored: list = []
+        side: dict[str, np.ndarray]
         given = {"times": times, "ratings": ratings}
         if user is not None:
             for name, value in given.items():
@@ -154,9 +156,9 @@ class QueryEncoder:
         else:
             if isinstance(history, (str, bytes)):
                 raise RecommendError("history must be a list of item ids", field="history")
-            history = list(history)
-            checked = {name: self.encode_side(name, given.get(name), len(history)) for name in SIDE_INPUTS}
-            seen, ignored, known = self._encode_history(history, ignore_unknown)   # the side inputs first
+            listed = list(history) if history is not None else []
+            checked = {name: self.encode_side(name, given.get(name), len(listed)) for name in SIDE_INPUTS}
+            seen, ignored, known = self._encode_history(listed, ignore_unknown)   # the side inputs first
             side = {name: values[known] for name, values in checked.items()
                     if values is not None and name in self.model.side_inputs}
             if seen.size == 0:
@@ -174,7 +176,7 @@ class QueryEncoder:
             self._data_side = data_side_inputs(self.model, self.data)
         return self._data_side
 
-    def _encode_history(self, history, ignore_unknown: bool) -> tuple[np.ndarray, list, np.ndarray]:
+    def _encode_history(self, history: list[object], ignore_unknown: bool) -> tuple[np.ndarray, list, np.ndarray]:
         """(dense ids of the known items, unknown raw ids, [H] bool mask of the known items)."""
         dense, ignored = self._encode_checked(list(history), ignore_unknown, "history")
         known = dense >= 0

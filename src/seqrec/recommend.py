@@ -22,9 +22,10 @@ names are importable from here as before.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -49,6 +50,11 @@ from seqrec.titles import (
     read_titles,
     read_user_ids,
 )
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from seqrec.ann import AnnIndex
 
 DEFAULT_MAX_BLOCK = 2 ** 24        # score elements per top-k block (64 MB of float32)
 
@@ -91,7 +97,7 @@ class Recommender(QueryEncoder):
         self.results = results or {}
         self.info = info or {}
         self.max_block = int(max_block)
-        self.ann = None                   # seqrec.ann.AnnIndex once `use_ann` is called
+        self.ann: AnnIndex | None = None  # once `use_ann` is called
         self.device = model_device(model)
 
     # ------------------------------------------------------------------ loading
@@ -107,7 +113,7 @@ class Recommender(QueryEncoder):
                   results=opened.results, info=opened.run_dir.read_data_info())
         return rec.use_ann() if ann else rec
 
-    def use_ann(self, **options) -> Recommender:
+    def use_ann(self, **options: Any) -> Recommender:
         """Answer with approximate (faiss HNSW) search from now on; options go to `seqrec.ann.AnnIndex`
         (m, ef_construction, ef_search, max_fraction). Needs `pip install seqrec[ann]`."""
         from seqrec.ann import AnnIndex
@@ -137,10 +143,13 @@ class Recommender(QueryEncoder):
             out["split"] = self.info["split"]
         out["metrics"] = {k: self.results[k] for k in ("valid", "test", "best_epoch") if k in self.results}
         return out
+
     # ------------------------------------------------------------------ answering
 
-    def recommend(self, user=None, *, history=None, k: int = 10, exclude_seen: bool = True, allow=None,
-                  deny=None, ignore_unknown: bool = False, times=None, ratings=None) -> Recommendation:
+    def recommend(self, user: object = None, *, history: Iterable[object] | None = None, k: int = 10,
+                  exclude_seen: bool = True, allow: Iterable[object] | None = None,
+                  deny: Iterable[object] | None = None, ignore_unknown: bool = False, times: object = None,
+                  ratings: object = None) -> Recommendation:
         """Top-k for a known `user` (raw id; their whole log is the history) or a raw item `history` (with its
         `times` / `ratings`, one timestamp / rating per item, for a model that reads them)."""
         query, ignored = self.query(user=user, history=history, k=k, exclude_seen=exclude_seen, allow=allow,
@@ -155,7 +164,7 @@ class Recommender(QueryEncoder):
             return []
         states = self.states([q.history for q in queries],
                              **{name: [q.side[name] for q in queries] for name in self.model.side_inputs})  # [B, D]
-        out: list[Recommendation | None] = [None] * len(queries)
+        out: dict[int, Recommendation] = {}
         plain = [i for i, q in enumerate(queries) if q.allow is None]
         if plain:
             k = max(queries[i].k for i in plain)
@@ -166,12 +175,14 @@ class Recommender(QueryEncoder):
                 out[i] = self._answer(queries[i], ids[row], scores[row])
         for i, q in enumerate(queries):
             if q.allow is not None:
-                ids, scores = self._topk_allowed(states[i:i + 1], q)
+                ids, scores = self._topk_allowed(states[i:i + 1], q, q.allow)
                 out[i] = self._answer(q, ids, scores)
-        return out  # type: ignore[return-value]
+        return [out[i] for i in range(len(queries))]
 
-    def recommend_batch(self, users=None, *, histories=None, k: int = 10, exclude_seen: bool = True,
-                        batch_size: int = 512, times=None, ratings=None):
+    def recommend_batch(self, users: Iterable[object] | None = None, *,
+                        histories: Iterable[Iterable[object]] | None = None, k: int = 10, exclude_seen: bool = True,
+                        batch_size: int = 512, times: Sequence[object] | None = None,
+                        ratings: Sequence[object] | None = None) -> pl.DataFrame:
         """Top-k for many users (raw ids; None = every user) or raw histories (with `times` / `ratings`, a list
         of timestamp / rating lists, for a model that reads them), as a polars DataFrame with columns `query`
         (the user id, or the history's index), `rank` (1 = best), `item`, `score`."""
@@ -272,8 +283,8 @@ class Recommender(QueryEncoder):
                 return ids, scores
         return scoring.topk(self.model, states, k, self.model.num_items + 1, excluded, max_block=self.max_block)
 
-    def _topk_allowed(self, state: Tensor, q: Query) -> tuple[Tensor, Tensor]:
-        allowed = np.unique(q.allow)
+    def _topk_allowed(self, state: Tensor, q: Query, allow: np.ndarray) -> tuple[Tensor, Tensor]:
+        allowed = np.unique(allow)
         allowed = allowed[(allowed >= 1) & (allowed <= self.data.num_items)]
         removed = np.concatenate([q.history if q.exclude_seen else np.zeros(0, np.int64),
                                   q.deny if q.deny is not None else np.zeros(0, np.int64)])
@@ -290,18 +301,18 @@ class Recommender(QueryEncoder):
     def _answer(self, q: Query, ids: Tensor, scores: Tensor) -> Recommendation:
         ids, scores = ids[:q.k], scores[:q.k]
         keep = torch.isfinite(scores)
-        ids, scores = ids[keep].numpy(), scores[keep].tolist()
-        raw = self.data.item_vocab.decode(ids) if ids.size else []
-        return Recommendation([(plain_value(r), float(s)) for r, s in zip(raw, scores)], int(q.history.size),
-                              int(min(q.history.size, self.max_len)))
+        kept = ids[keep].numpy()
+        raw: list = self.data.item_vocab.decode(kept).tolist() if kept.size else []
+        return Recommendation([(plain_value(r), float(s)) for r, s in zip(raw, scores[keep].tolist())],
+                              int(q.history.size), int(min(q.history.size, self.max_len)))
 
 
-def _flatten(histories: list[np.ndarray], dtype=np.int64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _flatten(histories: list[np.ndarray], dtype: type = np.int64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(flat values as `dtype`, starts, ends) of a list of dense histories (or their times, ratings), as CSR
     slices."""
     lengths = np.array([h.size for h in histories], dtype=np.int64)
     ends = np.cumsum(lengths)
-    flat = np.concatenate(histories).astype(dtype) if len(histories) else np.zeros(0, dtype)
+    flat: np.ndarray = np.concatenate(histories).astype(dtype) if len(histories) else np.zeros(0, dtype)
     return flat, ends - lengths, ends
 
 

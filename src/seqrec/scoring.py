@@ -35,7 +35,7 @@ class Scorer(Protocol):
 
 def model_device(model: nn.Module, default: torch.device | str = "cpu") -> torch.device:
     """The device of the model's first parameter, else of its first buffer, else `default`."""
-    tensor = next(iter(model.parameters()), None)
+    tensor: Tensor | None = next(iter(model.parameters()), None)
     if tensor is None:
         tensor = next(iter(model.buffers()), None)
     return tensor.device if tensor is not None else torch.device(default)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from seqrec.config import DataConfig
 from seqrec.errors import DataError, SeqrecError
 from seqrec.queries import plain_value
 
@@ -114,7 +115,7 @@ def item_titles(rec: Recommender, titles: str | Path, item_map: str | Path | Non
     return joined, f"{how}: {covered} of {len(run_ids)} items have one"
 
 
-def _check_raw_ids(data, titles) -> None:
+def _check_raw_ids(data: DataConfig | None, titles: str | Path) -> None:
     """Refuse to join titles on the ids of a run whose ids may be a preprocessing's renumbering."""
     if data is None:
         raise DataError("this recommender has no run config, so which ids it was trained on is unknown; give "
@@ -147,8 +148,8 @@ def read_user_ids(path: str | Path) -> list:
             frame = pl.read_parquet(path)
         except Exception as error:  # noqa: BLE001 - polars raises several types for a bad file
             raise DataError(f"cannot read Parquet file: {error}", path=path) from None
-        column = "user" if "user" in frame.columns else frame.columns[0]
-        return frame[column].to_list()
+        name = "user" if "user" in frame.columns else frame.columns[0]
+        return frame[name].to_list()
     text = path.read_text(encoding="utf-8-sig")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if lines and path.suffix in (".csv", ".tsv") and ("," in lines[0] or "\t" in lines[0] or lines[0] == "user"):

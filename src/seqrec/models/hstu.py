@@ -141,6 +141,7 @@ class HSTU(SequentialRecommender):
         if self.config.inputs != "items":
             init_embedding_(self.ratings, self.config.init, self.config.init_std)
         for block in self.blocks:
+            assert isinstance(block, HSTUBlock)
             init_weight_(block.uvqk.weight, "normal", 0.02)
             init_weight_(block.out.weight, "xavier")
             nn.init.zeros_(block.uvqk.bias)
@@ -185,6 +186,8 @@ class HSTU(SequentialRecommender):
         x = self.items(items)                                                         # [B, L, D]
         if self.config.inputs == "items":
             return x * scale
+        if ratings is None:
+            raise ValueError(f"inputs={self.config.inputs!r} needs rating ids in the batch (CausalBatch.ratings)")
         rated = self.ratings(ratings.clamp(0, self.config.num_ratings))               # [B, L, R or D]
         if self.config.inputs == "items_ratings":
             item_part = x[..., :self.config.dim - self.config.rating_dim]             # [B, L, D - R]

@@ -49,6 +49,7 @@ class LESSR(_SessionGraphModel):
         dim, width = config.dim, config.dim
         self.layers = nn.ModuleList()
         for index in range(config.num_layers):
+            layer: EOPA | SGAT
             if index % 2 == 0:
                 layer = EOPA(width, dim, batch_norm=config.batch_norm, dropout=config.dropout)
             else:

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from seqrec.data.batches import CausalBatch
+from seqrec.data.splits import Split
 from seqrec.models.base import ModelConfig, SequentialRecommender
 
 
@@ -29,7 +30,9 @@ class Pop(SequentialRecommender):
         super().__init__(config, num_items)
         self.register_buffer("popularity", torch.zeros(num_items + 1, 1))  # [N + 1, 1], row 0 stays 0
 
-    def fit(self, split) -> None:
+    popularity: Tensor                      # [N + 1, 1] buffer: log(1 + training count) of each item
+
+    def fit(self, split: Split) -> None:
         """Count each item's training interactions (each user's prefix up to `split.train_end`)."""
         data = split.data
         user_of = np.repeat(np.arange(data.num_users), data.lengths)            # [nnz] owner of each position

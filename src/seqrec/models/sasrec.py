@@ -75,6 +75,7 @@ class SASRec(SequentialRecommender):
         init_linear_and_embeddings_(self, "xavier" if std is None else "normal", std or 0.0, padding=self.items)
         if self.config.qkv_init == "xavier":
             for block in self.blocks:
+                assert isinstance(block, TransformerBlock)
                 nn.init.xavier_uniform_(block.attn.qkv.weight)
 
     def forward(self, batch: CausalBatch) -> Tensor:

@@ -20,6 +20,7 @@ state; `predict` returns that state. The graph and the readouts do not depend on
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from pydantic import Field
@@ -31,6 +32,9 @@ from seqrec.models.layers.attention import Dropout, TransformerBlock, attention_
 from seqrec.models.layers.gnn import GatedGraphNetwork
 from seqrec.models.layers.graphs import srgnn_graph
 from seqrec.models.layers.init import init_linear_and_embeddings_
+
+if TYPE_CHECKING:
+    from seqrec.models.lessr import LESSRConfig
 
 
 class SRGNNConfig(ModelConfig):
@@ -53,8 +57,10 @@ class _SessionGraphModel(SequentialRecommender):
 
     objective = "prefix"
     causal = False
+    config: SRGNNConfig | LESSRConfig
+    gnn: GatedGraphNetwork                 # SR-GNN's and GC-SAN's, read by `click_states`
 
-    def __init__(self, config: SRGNNConfig, num_items: int) -> None:
+    def __init__(self, config: SRGNNConfig | LESSRConfig, num_items: int) -> None:
         super().__init__(config, num_items)
         self.items = nn.Embedding(num_items + 1, config.dim, padding_idx=0)
         self.dropout = Dropout(config.dropout)

@@ -15,11 +15,13 @@ edges and their states are zeroed.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from seqrec.models.layers.attention import Dropout
-from seqrec.models.layers.graphs import SRGNNGraph
+from seqrec.models.layers.graphs import EOPGraph, ShortcutGraph, SRGNNGraph
 
 
 class GatedGraphNetwork(nn.Module):
@@ -105,8 +107,8 @@ class EOPA(nn.Module):
         self.neighbour_map = nn.Linear(in_dim, out_dim, bias=False)
         self.activation = nn.PReLU(out_dim)
 
-    def forward(self, graph, x: Tensor) -> Tensor:
-        """x [B, V, C] node features -> [B, V, out] (zero at padding nodes); `graph` an `EOPGraph`."""
+    def forward(self, graph: EOPGraph, x: Tensor) -> Tensor:
+        """x [B, V, C] node features -> [B, V, out] (zero at padding nodes)."""
         valid = graph.nodes.valid                                                       # [B, V]
         x = self.dropout(self.norm(x, valid))
         b, v, e = graph.sources.shape
@@ -131,9 +133,9 @@ class EOPA(nn.Module):
 
     def _first_step(self, first: Tensor) -> Tensor:
         """The GRU's state after reading `first` [M, C] from h = 0 (nn.GRU's equations, its weights)."""
-        gru = self.gru
-        gates = nn.functional.linear(first, gru.weight_ih_l0, gru.bias_ih_l0)           # [M, 3C]: r, z, n
-        hidden_bias = gru.bias_hh_l0.view(3, -1)
+        weight_ih, _, bias_ih, bias_hh = self.gru.all_weights[0]                        # layer 0, with biases
+        gates = nn.functional.linear(first, weight_ih, bias_ih)                         # [M, 3C]: r, z, n
+        hidden_bias = bias_hh.view(3, -1)
         i_r, i_z, i_n = gates.chunk(3, dim=-1)
         reset = torch.sigmoid(i_r + hidden_bias[0])
         keep_new = 1 - torch.sigmoid(i_z + hidden_bias[1])                             # 1 - z
@@ -169,7 +171,7 @@ class _AdditiveScores(torch.autograd.Function):
         return step, block, columns.tolist()
 
     @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, w: Tensor, limit: Tensor | None) -> Tensor:
+    def forward(ctx: Any, q: Tensor, k: Tensor, w: Tensor, limit: Tensor | None) -> Tensor:
         plan = _AdditiveScores._plan(q, limit)
         ctx.save_for_backward(q, k, w)
         ctx.plan = plan
@@ -185,7 +187,7 @@ class _AdditiveScores(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
         q, k, w = ctx.saved_tensors
         step, block, columns = ctx.plan
         grad_q, grad_k = torch.zeros_like(q), torch.zeros_like(k)
@@ -229,8 +231,8 @@ class SGAT(nn.Module):
         self.energy = nn.Linear(hidden_dim, 1, bias=False)
         self.activation = nn.PReLU(out_dim)
 
-    def forward(self, graph, x: Tensor) -> Tensor:
-        """x [B, V, C] -> [B, V, out]; `graph` a `ShortcutGraph` (adjacency[u, v]: edge u -> v)."""
+    def forward(self, graph: ShortcutGraph, x: Tensor) -> Tensor:
+        """x [B, V, C] -> [B, V, out]; `graph.adjacency[u, v]`: an edge u -> v."""
         valid = graph.nodes.valid                                                       # [B, V]
         x = self.dropout(self.norm(x, valid))
         q, k = self.query(x), self.key(x)                                               # [B, V, H]

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 
-def _move(graph, device: torch.device | str):
+def _move(graph: SessionNodes, device: torch.device | str) -> SessionNodes:
     return replace(graph, **{f.name: getattr(graph, f.name).to(device) for f in fields(graph)})
 
 
