@@ -11,9 +11,10 @@ Every CLI command is one call into this module; the CLI holds no logic of its ow
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,6 +31,9 @@ from seqrec.train import distributed, tracking
 from seqrec.train.distributed import SINGLE, Dist
 from seqrec.train.runlog import make_run_dir, write_json
 from seqrec.train.trainer import Trainer
+
+if TYPE_CHECKING:
+    from seqrec.recommend import Recommender
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +87,14 @@ class Run:
         return evaluate(self.model, self.split.valid if split == "valid" else self.split.test, ks=tuple(e.ks),
                         exclude_history=e.exclude_history, batch_size=e.batch_size, device=device)
 
-    def recommend(self, user=None, *, history=None, k: int = 10, exclude_history: bool = True) -> list[tuple]:
+    def recommend(self, user: object = None, *, history: Iterable[object] | None = None, k: int = 10,
+                  exclude_history: bool = True) -> list[tuple]:
         """Top-k `(raw item id, score)` for a known user (raw id; their whole log is the history) or for
         a raw item `history` (oldest first). See `seqrec.recommend.Recommender` for allow/deny lists and
         batches; unknown ids raise `DataError`."""
         return self.recommender().recommend(user, history=history, k=k, exclude_seen=exclude_history).items
 
-    def recommender(self):
+    def recommender(self) -> Recommender:
         """A `seqrec.recommend.Recommender` over this run's model and data."""
         from seqrec.recommend import Recommender
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seqrec.config import RunConfig, load_config
 from seqrec.data.pipeline import load
@@ -17,6 +18,11 @@ from seqrec.errors import ConfigError
 from seqrec.models import SequentialRecommender, build_model
 from seqrec.rundir import BEST, LAST, RunDir
 from seqrec.train.checkpoint import load_checkpoint
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from seqrec.data.interactions import Interactions
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +87,7 @@ def load_session_split(config: RunConfig) -> Split:
     if d.test_path is not None:
         return sessions.load_session_files(d.path, d.test_path, valid_fraction=valid_fraction,
                                            valid_sessions=s.valid_sessions, seed=s.seed)
+    clicks: pl.DataFrame | Interactions
     if d.format == "diginetica":
         clicks = sessions.read_diginetica(d.path)
     else:

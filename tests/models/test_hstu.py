@@ -199,10 +199,11 @@ def test_make_batch_carries_times_only_for_models_that_use_them():
     times = items.astype(np.int64) * 1000                                            # time encodes the item
     starts, ends = np.array([0, 5, 20]), np.array([5, 20, 40])
     for align in ("right", "left"):
-        batch = make_batch(hstu(time_bias=True), items, starts, ends, align=align, times=times)
+        batch = make_batch(hstu(time_bias=True), items, starts, ends, align=align, side={"times": times})
         assert torch.equal(batch.times, batch.items * 1000)                          # aligned, 0 at padding
-    assert make_batch(hstu(), items, starts, ends, times=times).times is None
-    assert make_batch(build_model("sasrec", N, {"max_len": 10}), items, starts, ends, times=times).times is None
+    assert make_batch(hstu(), items, starts, ends, side={"times": times}).times is None
+    sasrec = build_model("sasrec", N, {"max_len": 10})
+    assert make_batch(sasrec, items, starts, ends, side={"times": times}).times is None
 
 
 # --------------------------------------------------------------------------------------------- MoL

@@ -149,7 +149,7 @@ def test_make_batch_carries_rating_ids_only_for_models_that_use_them(align):
     raw = rng.choice(np.array([0.5, 1, 2, 2.5, 3, 4, 5, 6], dtype=np.float32), size=40)
     starts, ends = np.array([0, 5, 20]), np.array([4, 18, 40])
     for inputs in RATED:
-        batch = make_batch(hstu(inputs), items, starts, ends, align=align, ratings=raw)
+        batch = make_batch(hstu(inputs), items, starts, ends, align=align, side={"ratings": raw})
         assert batch.ratings.dtype == torch.int64 and batch.ratings.shape == batch.items.shape
         real = batch.items != 0
         assert int(batch.ratings[~real].abs().sum()) == 0                           # 0 at padding
@@ -160,8 +160,9 @@ def test_make_batch_carries_rating_ids_only_for_models_that_use_them(align):
             expected = np.clip(np.floor(raw[window] + 0.5), 1, 5).astype(np.int64)
             assert batch.ratings[r][real[r]].tolist() == expected.tolist()
             assert batch.items[r][real[r]].tolist() == items[window].tolist()
-    assert make_batch(hstu(), items, starts, ends, ratings=raw).ratings is None
-    assert make_batch(build_model("sasrec", N, {"max_len": 10}), items, starts, ends, ratings=raw).ratings is None
+    assert make_batch(hstu(), items, starts, ends, side={"ratings": raw}).ratings is None
+    sasrec = build_model("sasrec", N, {"max_len": 10})
+    assert make_batch(sasrec, items, starts, ends, side={"ratings": raw}).ratings is None
     assert make_batch(hstu("interleaved"), items, starts, ends).ratings is None      # no CSR ratings given
 
 

@@ -7,13 +7,16 @@ target, HR@k equals Recall@k, and MRR@k is the reciprocal rank truncated at k.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import numpy as np
 import torch
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 20, 50, 100)
+Ranks = np.ndarray | torch.Tensor | Sequence[int]       # [M] 1-based ranks
 
 
-def _as_ranks(ranks) -> np.ndarray:
+def _as_ranks(ranks: Ranks) -> np.ndarray:
     """[M] float64 copy of `ranks`; ValueError when empty, not 1-D, or holding a rank below 1."""
     if isinstance(ranks, torch.Tensor):
         ranks = ranks.detach().cpu().numpy()
@@ -32,13 +35,13 @@ def _check_k(k: int) -> int:
     return int(k)
 
 
-def hit_rate(ranks, k: int) -> float:
+def hit_rate(ranks: Ranks, k: int) -> float:
     """Fraction of targets ranked in the top `k` (= Recall@k with one relevant item per target)."""
     values = _as_ranks(ranks)
     return float(np.mean(values <= _check_k(k)))
 
 
-def ndcg(ranks, k: int) -> float:
+def ndcg(ranks: Ranks, k: int) -> float:
     """Mean of 1 / log2(rank + 1) over targets ranked in the top `k` (0 for the others).
 
     With a single relevant item the ideal DCG is 1, so DCG is already normalised.
@@ -48,7 +51,7 @@ def ndcg(ranks, k: int) -> float:
     return float(np.mean(gains))
 
 
-def mrr(ranks, k: int | None = None) -> float:
+def mrr(ranks: Ranks, k: int | None = None) -> float:
     """Mean reciprocal rank; targets ranked below `k` count 0 (`k=None`: no cut-off)."""
     values = _as_ranks(ranks)
     reciprocal = 1.0 / values                                                    # [M]
@@ -57,7 +60,7 @@ def mrr(ranks, k: int | None = None) -> float:
     return float(np.mean(reciprocal))
 
 
-def metrics_from_ranks(ranks, ks=DEFAULT_KS) -> dict[str, float]:
+def metrics_from_ranks(ranks: Ranks, ks: Iterable[int] = DEFAULT_KS) -> dict[str, float]:
     """Every metric at every cut-off.
 
     Args:

@@ -25,6 +25,7 @@ needed so that a [B, C + B] block fits). The ranks do not depend on the blocking
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -38,8 +39,8 @@ from seqrec.models.base import SequentialRecommender
 from seqrec.scoring import Pairs, item_ranges, model_device, pairs_in, score_items
 
 
-def target_ranks(model, targets: Targets, *, exclude_history: bool = False, batch_size: int = 256,
-                 max_block: int = 2 ** 24, device: str | torch.device = "cpu",
+def target_ranks(model: SequentialRecommender, targets: Targets, *, exclude_history: bool = False,
+                 batch_size: int = 256, max_block: int = 2 ** 24, device: str | torch.device = "cpu",
                  shard: tuple[int, int] | None = None) -> np.ndarray:
     """Rank every target among all real items (see the module docstring for ties, NaN and exclusion).
 
@@ -88,8 +89,9 @@ def target_ranks(model, targets: Targets, *, exclude_history: bool = False, batc
     return ranks
 
 
-def evaluate(model, targets: Targets, *, ks=DEFAULT_KS, exclude_history: bool = False, batch_size: int = 256,
-             max_block: int = 2 ** 24, device: str | torch.device = "cpu") -> dict[str, float]:
+def evaluate(model: SequentialRecommender, targets: Targets, *, ks: Iterable[int] = DEFAULT_KS,
+             exclude_history: bool = False, batch_size: int = 256, max_block: int = 2 ** 24,
+             device: str | torch.device = "cpu") -> dict[str, float]:
     """Full-ranking metrics of `model` on `targets`: `metrics_from_ranks(target_ranks(...), ks)`.
 
     Raises:
@@ -151,11 +153,11 @@ def _count_above(scores: Tensor, target_score: Tensor, low: int, target: Tensor,
     if low == 0:
         above[:, 0] = False                                                         # padding is no candidate
     rows = torch.arange(num_rows, device=scores.device)
-    inside = (target >= low) & (target < low + width)                               # [B]
-    above[rows[inside], target[inside] - low] = False                               # the target itself
-    inside = pairs_in(excluded, low, low + width, scores.device)
-    if inside is not None:
-        above[inside] = False                                                       # duplicates are harmless
+    own = (target >= low) & (target < low + width)                                  # [B]
+    above[rows[own], target[own] - low] = False                                     # the target itself
+    pairs = pairs_in(excluded, low, low + width, scores.device)
+    if pairs is not None:
+        above[pairs] = False                                                        # duplicates are harmless
     return above.sum(dim=1)
 
 
@@ -171,7 +173,7 @@ def _history_pairs(part: Targets) -> Pairs:
     return slice_pairs(part.data.items, part.input_starts, part.positions)
 
 
-def _check_call(model, targets: Targets, batch_size: int, max_block: int,
+def _check_call(model: SequentialRecommender, targets: Targets, batch_size: int, max_block: int,
                 device: str | torch.device) -> torch.device:
     """Validate the arguments; return the device to send inputs to (the model's, when it has tensors)."""
     for name, value in (("batch_size", batch_size), ("max_block", max_block)):

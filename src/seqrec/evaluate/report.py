@@ -36,14 +36,14 @@ def format_table(rows: dict[str, dict[str, float]], metrics: list[str] | None = 
     return "\n".join(lines)
 
 
-def _cell(value) -> str:
+def _cell(value: float | None) -> str:
     if value is None:
         return "-"
     value = float(value)
     return f"{value:.4f}" if math.isfinite(value) else str(value)
 
 
-def to_json(obj, path: str | os.PathLike[str]) -> Path:
+def to_json(obj: object, path: str | os.PathLike[str]) -> Path:
     """Write `obj` as indented JSON to `path` atomically (a temporary file in the same folder, then rename).
 
     Readers never see a half-written file, and a failed write leaves any previous file untouched. numpy

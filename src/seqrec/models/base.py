@@ -25,7 +25,7 @@ Registration is the explicit table `MODELS` in `seqrec.models`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +33,9 @@ from torch import Tensor, nn
 
 from seqrec.data.batches import CausalBatch, InputSetting
 from seqrec.models.layers.similarity import make_similarity
+
+if TYPE_CHECKING:
+    from seqrec.data.splits import Split
 
 
 class ModelConfig(BaseModel):
@@ -101,6 +104,15 @@ class SequentialRecommender(nn.Module):
 
     def item_embeddings(self) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def fit(self, split: Split) -> None:
+        """Fit a model that is not trained by gradient descent (`trainable = False`, e.g. Pop) on `split`."""
+        raise NotImplementedError(f"model {self.name!r} is trained by gradient descent (seqrec.train.Trainer)")
+
+    def masking(self) -> tuple[int, float, float]:
+        """(mask token id, share of items masked, share of rows with only the last item masked): what the
+        `"masked"` objective needs (`seqrec.train.objectives.mask_items`); only models trained that way have it."""
+        raise NotImplementedError(f"model {self.name!r} is not trained with masked items")
 
     @property
     def side_inputs(self) -> Mapping[str, InputSetting]:

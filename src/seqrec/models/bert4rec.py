@@ -89,5 +89,8 @@ class BERT4Rec(SequentialRecommender):
         query = torch.cat([right, mask], dim=1)[:, -self.config.max_len:]        # [B, <= max_len]
         return self(CausalBatch(items=query))[:, -1]                             # [B, D]
 
+    def masking(self) -> tuple[int, float, float]:
+        return self.mask_id, self.config.mask_prob, self.config.last_item_prob
+
     def item_embeddings(self) -> Tensor:
         return self.items.weight[: self.num_items + 1]                           # [N + 1, D], no mask row

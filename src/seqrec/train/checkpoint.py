@@ -134,8 +134,8 @@ def load_checkpoint(path: str | PathLike[str], map_location: Any = "cpu") -> dic
         raise CheckpointError(f"checkpoint {path} is not a readable checkpoint (truncated or corrupt): "
                               f"{type(exc).__name__}: {_first_line(exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"checkpoint {path} has format {found!r}, expected {CHECKPOINT_FORMAT} "
+        stated = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"checkpoint {path} has format {stated!r}, expected {CHECKPOINT_FORMAT} "
                               "(not a seqrec checkpoint, or one from an incompatible version)")
     return payload
 

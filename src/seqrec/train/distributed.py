@@ -22,13 +22,17 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as tdist
 
 from seqrec.errors import ConfigError, SeqrecError
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -138,21 +142,21 @@ def barrier(dist: Dist) -> None:
         tdist.barrier()
 
 
-def staged(dist: Dist, load):
+def staged(dist: Dist, load: Callable[[], _T]) -> _T:
     """`load()` on every rank, in three turns: rank 0 alone first (it prepares and caches the data), then the
     first rank of every other machine (a cache hit on a shared file system, else its machine's one
     preparation), then all the others (cache hits). No N-fold preparation and no race on a cache entry."""
-    result = load() if dist.is_main else None
+    result: list[_T] = [load()] if dist.is_main else []
     barrier(dist)
     if not dist.is_main and dist.local_rank == 0:
-        result = load()
+        result.append(load())
     barrier(dist)
     if dist.local_rank != 0:
-        result = load()
-    return result
+        result.append(load())
+    return result[0]
 
 
-def broadcast_object(dist: Dist, value):
+def broadcast_object(dist: Dist, value: _T) -> _T:
     """Rank 0's `value` on every rank."""
     if not dist.active:
         return value
@@ -219,7 +223,7 @@ def is_lost_peer(error: BaseException) -> bool:
                                   "gloo", "nccl", "socket", "peer"))
 
 
-def lost_peer(dist: Dist, error: BaseException, run_dir) -> DistributedError:
+def lost_peer(dist: Dist, error: BaseException, run_dir: str | os.PathLike[str] | None) -> DistributedError:
     """The one message a rank prints when another rank of the run is gone."""
     first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
     where = f"; the last checkpoint in {run_dir}/checkpoints is intact, continue with --resume" if run_dir else ""

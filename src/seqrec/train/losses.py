@@ -21,12 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from seqrec.models.layers.similarity import Cosine, DotProduct
+from seqrec.models.layers.similarity import Cosine, DotProduct, Rows, Similarity
+
+if TYPE_CHECKING:
+    from seqrec.config import LossConfig
 
 LOSSES = ("ce", "bce", "bpr", "sampled_softmax")
 # Per-row negatives (dot or cosine) score every item and pick the drawn columns when the table has at most
@@ -36,7 +40,7 @@ DENSE_ROWS_PER_NEGATIVE = 32
 DENSE_CHUNK = 1 << 24          # all-items scores are computed in row chunks of at most this many scores
 
 
-def full_softmax_ce(states: Tensor, targets: Tensor, table: Tensor, similarity: nn.Module) -> Tensor:
+def full_softmax_ce(states: Tensor, targets: Tensor, table: Tensor, similarity: Similarity) -> Tensor:
     """Mean cross-entropy of the targets against every real item.
 
     With the dot product this runs the fused, row-chunked kernel `_DotSoftmaxCE` (same value and gradients,
@@ -59,7 +63,7 @@ class _DotSoftmaxCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, states: Tensor, table: Tensor, targets: Tensor, transposed: bool | None = None) -> Tensor:
+    def forward(ctx: Any, states: Tensor, table: Tensor, targets: Tensor, transposed: bool | None = None) -> Tensor:
         items = table[1:]                                                          # [N, D]
         rows, num_items = states.shape[0], items.shape[0]
         # Chunks of ~2^20 scores (4 MB, cache-sized: the exp/sum/scale passes are memory-bound), but at least
@@ -85,7 +89,7 @@ class _DotSoftmaxCE(torch.autograd.Function):
             scores.sub_(peak).exp_()                                               # one exp pass, in place
             norm = scores.sum(dim=dim, keepdim=True)
             total += (peak + norm.log() - target_scores).sum(dtype=torch.float64)  # logsumexp - target
-            if need_grad:
+            if grad_states is not None and grad_items is not None:
                 grad = scores.mul_(norm.reciprocal_())                             # softmax
                 grad.scatter_add_(dim, cols, torch.full_like(norm, -1.0))          # - onehot
                 if transposed:
@@ -100,40 +104,41 @@ class _DotSoftmaxCE(torch.autograd.Function):
         return (total / max(rows, 1)).to(states.dtype)
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor):
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, Tensor, None, None]:
         grad_states, grad_items = ctx.saved_tensors
         scale = grad_output / max(ctx.rows, 1)
         grad_table = torch.cat([torch.zeros_like(grad_items[:1]), grad_items]) * scale   # padding row: 0
         return grad_states * scale, grad_table, None, None
 
 
-def uniform_negatives(shape: tuple[int, ...], num_items: int, device, generator: torch.Generator | None = None
-                      ) -> Tensor:
+def uniform_negatives(shape: tuple[int, ...], num_items: int, device: torch.device | str,
+                      generator: torch.Generator | None = None) -> Tensor:
     """int64 item ids drawn uniformly from 1..N."""
     return torch.randint(1, num_items + 1, shape, device=device, generator=generator)
 
 
-def _pos_neg_scores(states, targets, table, similarity, negatives):
+def _pos_neg_scores(states: Tensor, targets: Tensor, table: Rows, similarity: Similarity, negatives: Tensor
+                    ) -> tuple[Tensor, Tensor, Tensor]:
     pos = similarity.gathered(states, table, targets.unsqueeze(1)).squeeze(1)   # [M]
     neg = similarity.gathered(states, table, negatives)                          # [M, K]
     return pos, neg, negatives != targets.unsqueeze(1)                          # valid negatives [M, K]
 
 
-def bce(states: Tensor, targets: Tensor, table: Tensor, similarity: nn.Module, negatives: Tensor) -> Tensor:
+def bce(states: Tensor, targets: Tensor, table: Rows, similarity: Similarity, negatives: Tensor) -> Tensor:
     """Binary cross-entropy: positive -> 1, each negative [M, K] -> 0; colliding negatives ignored."""
     pos, neg, keep = _pos_neg_scores(states, targets, table, similarity, negatives)
     neg_loss = (F.softplus(neg) * keep).sum(1) / keep.sum(1).clamp(min=1)       # -log(1 - sigmoid(s))
     return (F.softplus(-pos) + neg_loss).mean()                                 # -log sigmoid(s_pos)
 
 
-def bpr(states: Tensor, targets: Tensor, table: Tensor, similarity: nn.Module, negatives: Tensor) -> Tensor:
+def bpr(states: Tensor, targets: Tensor, table: Rows, similarity: Similarity, negatives: Tensor) -> Tensor:
     """Bayesian personalised ranking, averaged over the valid negatives of each position."""
     pos, neg, keep = _pos_neg_scores(states, targets, table, similarity, negatives)
     loss = F.softplus(neg - pos.unsqueeze(1))                                    # -log sigmoid(pos - neg)
     return ((loss * keep).sum(1) / keep.sum(1).clamp(min=1)).mean()
 
 
-def sampled_softmax(states: Tensor, targets: Tensor, table: Tensor, similarity: nn.Module, negatives: Tensor,
+def sampled_softmax(states: Tensor, targets: Tensor, table: Rows, similarity: Similarity, negatives: Tensor,
                     log_q: Tensor | None = None) -> Tensor:
     """Softmax cross-entropy of the positive against sampled negatives.
 
@@ -178,7 +183,7 @@ class _ColumnScores(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q: Tensor, v: Tensor, cols: Tensor, rows: int) -> Tensor:
+    def forward(ctx: Any, q: Tensor, v: Tensor, cols: Tensor, rows: int) -> Tensor:
         out = q.new_empty(cols.shape)                                              # [M, K]
         buffer = q.new_empty(min(rows, q.shape[0]), v.shape[0])                    # [rows, N]
         for start in range(0, q.shape[0], rows):
@@ -190,7 +195,7 @@ class _ColumnScores(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         q, v, cols = ctx.saved_tensors
         rows = ctx.rows
         grad_q = torch.empty_like(q) if ctx.needs_input_grad[0] else None
@@ -207,7 +212,7 @@ class _ColumnScores(torch.autograd.Function):
         return grad_q, grad_v, None, None
 
 
-def in_batch_softmax(states: Tensor, targets: Tensor, table: Tensor, similarity: nn.Module, negatives: Tensor,
+def in_batch_softmax(states: Tensor, targets: Tensor, table: Rows, similarity: Similarity, negatives: Tensor,
                      log_q: Tensor | None = None) -> Tensor:
     """`sampled_softmax` with in-batch negatives, in one [M, K] score block.
 
@@ -238,12 +243,12 @@ class LossSpec:
     shared_negatives: bool = True       # uniform sampled softmax: K for the batch (True) or K per position
 
     @classmethod
-    def of(cls, section) -> LossSpec:
+    def of(cls, section: LossConfig) -> LossSpec:
         """The spec of a `loss` config section (`seqrec.config.LossConfig`): its keys of the same names."""
         return cls(**{f.name: getattr(section, f.name) for f in fields(cls)})
 
 
-def compute_loss(spec: LossSpec, states: Tensor, targets: Tensor, table: Tensor, similarity: nn.Module, *,
+def compute_loss(spec: LossSpec, states: Tensor, targets: Tensor, table: Tensor, similarity: Similarity, *,
                  log_popularity: Tensor | None = None, generator: torch.Generator | None = None,
                  gather_ids: Callable[[Tensor], Tensor] | None = None, sparse: bool = False) -> Tensor:
     """Dispatch on `spec.name`; draws negatives as the spec says.
@@ -260,22 +265,21 @@ def compute_loss(spec: LossSpec, states: Tensor, targets: Tensor, table: Tensor,
             raise ValueError("the full-softmax loss reads every item row; it has no sparse form")
         return full_softmax_ce(states, targets, table, similarity)
     num_items = table.shape[0] - 1
-    if sparse:
-        table = SparseRows(table)
+    rows: Rows = SparseRows(table) if sparse else table
     if spec.name in ("bce", "bpr"):
         negatives = uniform_negatives((targets.shape[0], spec.num_negatives), num_items, targets.device, generator)
         fn = bce if spec.name == "bce" else bpr
-        return fn(states, targets, table, similarity, negatives)
+        return fn(states, targets, rows, similarity, negatives)
     if spec.name != "sampled_softmax":
         raise ValueError(f"unknown loss {spec.name!r}; known: {', '.join(LOSSES)}")
     if spec.negatives == "in_batch":
         pool = gather_ids(targets) if gather_ids is not None else targets
         negatives = torch.unique(pool)                                           # [K] the batch's positives
         log_q = log_popularity if spec.log_q_correction else None
-        return in_batch_softmax(states, targets, table, similarity, negatives, log_q)
+        return in_batch_softmax(states, targets, rows, similarity, negatives, log_q)
     shape = (spec.num_negatives,) if spec.shared_negatives else (targets.shape[0], spec.num_negatives)
     negatives = uniform_negatives(shape, num_items, targets.device, generator)                 # [K] or [M, K]
-    return sampled_softmax(states, targets, table, similarity, negatives)
+    return sampled_softmax(states, targets, rows, similarity, negatives)
 
 
 class SparseRows:

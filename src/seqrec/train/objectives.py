@@ -24,6 +24,8 @@ the input items (`seqrec.data.batches.side_windows`), from the CSR arrays the ca
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 
@@ -35,22 +37,21 @@ OBJECTIVES = ("causal", "masked", "prefix")
 
 
 def make_batch(model: SequentialRecommender, items: np.ndarray, starts: np.ndarray, ends: np.ndarray, *,
-               align: str = "right", rng: np.random.Generator | None = None, **side: np.ndarray | None
-               ) -> CausalBatch:
+               align: str = "right", rng: np.random.Generator | None = None,
+               side: Mapping[str, np.ndarray] | None = None) -> CausalBatch:
     """The training batch of `model` for the prefixes `items[starts[i]:ends[i]]` (CPU tensors).
 
     Args:
-        side: the CSR side inputs aligned with `items` by name (`times=`, `ratings=`, from `data_side_inputs`);
-            read only by a causal model that reads them (`side_inputs`).
+        side: the CSR side inputs aligned with `items` by name (`{"times": ...}`, from `data_side_inputs`); read
+            only by a causal model that reads them (`side_inputs`).
     """
     objective = model.objective
     longest = int((np.asarray(ends) - np.asarray(starts)).max()) if len(starts) else 1   # longest slice
     if objective == "causal":
         width = max(1, min(model.max_len, longest - 1))                        # inputs exclude the last item
         inputs, targets = causal_windows(items, starts, ends, width, align=align)
-        given = {name: values for name, values in side.items() if values is not None}
         # the inputs are the slices without their last item: their side inputs are those of [start, end - 1)
-        extra = side_windows(model, given, starts, np.asarray(ends) - 1, inputs, align=align)
+        extra = side_windows(model, side or {}, starts, np.asarray(ends) - 1, inputs, align=align)
         return CausalBatch(torch.from_numpy(inputs), torch.from_numpy(targets), **extra)
     if objective == "prefix":
         width = max(1, min(model.max_len, longest - 1))
@@ -62,8 +63,8 @@ def make_batch(model: SequentialRecommender, items: np.ndarray, starts: np.ndarr
     if objective == "masked":
         width = max(1, min(model.max_len, longest))
         window = gather_windows(items, starts, ends, width, align=align).astype(np.int64)   # [B, L]
-        inputs, targets = mask_items(window, model.mask_id, model.config.mask_prob,
-                                     getattr(model.config, "last_item_prob", 0.0),
+        mask_id, mask_prob, last_item_prob = model.masking()
+        inputs, targets = mask_items(window, mask_id, mask_prob, last_item_prob,
                                      rng if rng is not None else np.random.default_rng())
         return CausalBatch(torch.from_numpy(inputs), torch.from_numpy(targets))
     raise ValueError(f"unknown training objective {objective!r} of model {model.name!r}; known: "

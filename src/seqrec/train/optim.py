@@ -11,6 +11,7 @@ optimiser and gradient clipping that takes sparse gradients.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -33,7 +34,8 @@ def schedule_factor(step: int, total: int, warmup: int, schedule: str, min_ratio
     return min_ratio + (1.0 - min_ratio) * shape
 
 
-def decay_groups(model: nn.Module, params: list[nn.Parameter], weight_decay: float, skip: list[str]) -> list[dict]:
+def decay_groups(model: nn.Module, params: list[nn.Parameter], weight_decay: float, skip: Sequence[str]
+                 ) -> list[dict]:
     """Optimiser parameter groups: `params` with `weight_decay`, except the kinds in `skip` (embeddings: the
     weights of nn.Embedding modules; biases: parameters named `*bias`; norms: the parameters of LayerNorm-like
     modules), which get none (as BERT's, HSTU's and most transformer references' training code does)."""
@@ -105,6 +107,14 @@ class Optimizers:
             optimizer.load_state_dict(part)
 
 
+SPARSE_MARK = "_seqrec_sparse"     # attribute set on a parameter whose gradients are sparse (its own optimiser)
+
+
+def is_sparse(param: torch.Tensor) -> bool:
+    """Whether `enable_sparse_items` made `param` a sparse-gradient table."""
+    return bool(getattr(param, SPARSE_MARK, False))
+
+
 def enable_sparse_items(model: SequentialRecommender, loss: str) -> None:
     """Give the model's item table sparse gradients (`train.sparse_embeddings`).
 
@@ -125,4 +135,4 @@ def enable_sparse_items(model: SequentialRecommender, loss: str) -> None:
                           "table (not a plain embedding lookup), so its gradient is dense; set it to false")
     for module in {id(m): m for m in (*modules, items)}.values():
         module.sparse = True
-        module.weight._seqrec_sparse = True
+        setattr(module.weight, SPARSE_MARK, True)

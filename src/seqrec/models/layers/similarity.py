@@ -18,9 +18,21 @@ L2-normalised item embeddings divided by a temperature, which is `cosine`.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+class Rows(Protocol):
+    """An item table [N + 1, D] read by row lookups `table[ids]`: a Tensor, or a table whose lookups give sparse
+    gradients (`seqrec.train.losses.SparseRows`)."""
+
+    @property
+    def shape(self) -> torch.Size: ...
+
+    def __getitem__(self, ids: Tensor, /) -> Tensor: ...
 
 
 class DotProduct(nn.Module):
@@ -36,7 +48,7 @@ class DotProduct(nn.Module):
     def pairwise(self, queries: Tensor, items: Tensor) -> Tensor:
         return (items * queries.unsqueeze(1)).sum(-1)                 # [M, K]
 
-    def gathered(self, queries: Tensor, table: Tensor, ids: Tensor) -> Tensor:
+    def gathered(self, queries: Tensor, table: Rows, ids: Tensor) -> Tensor:
         return self.pairwise(queries, table[ids])                     # [M, K]
 
 
@@ -61,7 +73,7 @@ class Cosine(nn.Module):
         q, v = F.normalize(queries, dim=-1), F.normalize(items, dim=-1)
         return (v * q.unsqueeze(1)).sum(-1) / self.temperature        # [M, K]
 
-    def gathered(self, queries: Tensor, table: Tensor, ids: Tensor) -> Tensor:
+    def gathered(self, queries: Tensor, table: Rows, ids: Tensor) -> Tensor:
         if ids.numel() < table.shape[0] or not isinstance(table, Tensor):   # few ids, or lookups only
             return self.pairwise(queries, table[ids])
         q, v = F.normalize(queries, dim=-1), F.normalize(table, dim=-1)[ids]
@@ -132,7 +144,7 @@ class MixtureOfLogits(nn.Module):
         gate = self.query_gate(queries).unsqueeze(1) + self.item_gate(items)               # [M, K, P*P]
         return self._mix(logits, gate)                                                     # [M, K]
 
-    def gathered(self, queries: Tensor, table: Tensor, ids: Tensor) -> Tensor:
+    def gathered(self, queries: Tensor, table: Rows, ids: Tensor) -> Tensor:
         """`pairwise(queries, table[ids])` with the item projections and gates computed once per table row and
         then gathered (per drawn id they would cost M * K MLP evaluations: 128 negatives for each of ~15,000
         positions against a 3,417-row table on ML-1M)."""
@@ -146,10 +158,11 @@ class MixtureOfLogits(nn.Module):
 
 
 SIMILARITIES = {"dot": DotProduct, "cosine": Cosine, "mol": MixtureOfLogits}
+Similarity = DotProduct | Cosine | MixtureOfLogits
 
 
 def make_similarity(name: str, temperature: float = 0.05, *, dim: int = 1, components: int = 4,
-                    component_dim: int | None = None) -> nn.Module:
+                    component_dim: int | None = None) -> Similarity:
     """The similarity module `name`; `dim` (D), `components` (P) and `component_dim` (d) size MoL."""
     if name == "cosine":
         return Cosine(temperature)
