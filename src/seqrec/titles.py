@@ -1,5 +1,6 @@
-"""Item metadata and id files for recommendations: titles (MovieLens `movies.dat` or a CSV), the map from a
-preprocessed copy's item ids to the original ones, and user id lists (`seqrec recommend --users-file`)."""
+"""Item titles for recommendations: joining the titles of the original data (read by
+`seqrec.data.sidefiles.read_titles`) to a run's item ids, directly or through the map from a preprocessed copy's
+item ids to the original ones (`read_item_map`). User-id lists are `seqrec.data.sidefiles.read_user_ids`."""
 
 from __future__ import annotations
 
@@ -15,33 +16,18 @@ if TYPE_CHECKING:
 
 
 def read_titles(path: str | Path) -> dict[str, str]:
-    """Item id (as text) -> title, from MovieLens `movies.dat` (`id::title::genres`, ISO-8859-1 or UTF-8) or
-    a CSV/TSV with a header whose first column is the item id and a `title` column (else the second)."""
-    import polars as pl
+    """Item id (as text) -> title: `seqrec.data.sidefiles.read_titles`, imported on first use (it reads with polars,
+    which answering recommendations does not need)."""
+    from seqrec.data import sidefiles
 
-    path = Path(path)
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")                       # MovieLens .dat files are ISO-8859-1
-    first = text.split("\n", 1)[0]
-    if "::" in first:
-        rows = [line.split("::", 2) for line in text.splitlines() if line.strip()]
-        bad = next((n for n, row in enumerate(rows, 1) if len(row) < 2), None)
-        if bad is not None:
-            raise DataError("expected 'id::title[::genres]'", path=path, line=bad)
-        return {row[0].strip(): row[1].strip() for row in rows}
-    separator = "\t" if first.count("\t") > first.count(",") else ","
-    try:
-        frame = pl.read_csv(text.encode(), separator=separator, infer_schema=False)
-    except pl.exceptions.PolarsError as error:
-        raise DataError(f"cannot read item metadata: {error}", path=path) from None
-    if frame.width < 2:
-        raise DataError("item metadata needs an id column and a title column", path=path,
-                        expected=f"at least 2 columns, found {frame.columns}")
-    title = "title" if "title" in frame.columns else frame.columns[1]
-    return dict(zip(frame[frame.columns[0]].to_list(), frame[title].to_list()))
+    return sidefiles.read_titles(path)
+
+
+def read_user_ids(path: str | Path) -> list:
+    """User ids from a file: `seqrec.data.sidefiles.read_user_ids`, imported on first use (polars)."""
+    from seqrec.data import sidefiles
+
+    return sidefiles.read_user_ids(path)
 
 
 # formats of preprocessed benchmark copies (SASRec's `user item` pairs, S3-Rec's sequences, SR-GNN's sessions):
@@ -138,30 +124,5 @@ def _check_raw_ids(data: DataConfig | None, titles: str | Path) -> None:
                         "are the metadata's", path=titles)
 
 
-def read_user_ids(path: str | Path) -> list:
-    """User ids from a text file (one per line) or a CSV/Parquet file with a `user` column (else the first)."""
-    import polars as pl
-
-    path = Path(path)
-    if path.suffix == ".parquet":
-        try:
-            frame = pl.read_parquet(path)
-        except Exception as error:  # noqa: BLE001 - polars raises several types for a bad file
-            raise DataError(f"cannot read Parquet file: {error}", path=path) from None
-        name = "user" if "user" in frame.columns else frame.columns[0]
-        return frame[name].to_list()
-    text = path.read_text(encoding="utf-8-sig")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if lines and path.suffix in (".csv", ".tsv") and ("," in lines[0] or "\t" in lines[0] or lines[0] == "user"):
-        import csv  # quoted fields: "a,b" is one id
-
-        rows = [row for row in csv.reader(lines, delimiter="\t" if "\t" in lines[0] else ",") if row]
-        column = rows[0].index("user") if "user" in rows[0] else 0
-        for number, row in enumerate(rows[1:], 2):
-            if len(row) <= column:
-                raise DataError(f"no column {column + 1} ('{rows[0][column]}') on this line", path=path, line=number,
-                                value=lines[number - 1][:80])
-        return [row[column] for row in rows[1:]]
-    if not lines:
-        raise DataError("no user ids in the file", path=path, expected="one user id per line")
-    return lines
+__all__ = ["IDENTITY", "RENUMBERED_FORMATS", "find_item_map", "item_titles", "read_item_map", "read_titles",
+           "read_user_ids"]
