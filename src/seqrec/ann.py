@@ -12,17 +12,22 @@ any row of the batch excludes), the excluded ones are dropped and the first k ke
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from seqrec.errors import SeqrecError
 
+if TYPE_CHECKING:
+    from seqrec.models.base import SequentialRecommender
+
 
 class AnnIndex:
     """HNSW inner-product index over item rows 1..N of a model's item table."""
 
-    def __init__(self, model, *, m: int = 32, ef_construction: int = 200, ef_search: int = 128,
+    def __init__(self, model: SequentialRecommender, *, m: int = 32, ef_construction: int = 200, ef_search: int = 128,
                  max_fraction: float = 0.25) -> None:
         try:
             import faiss
