@@ -35,8 +35,9 @@ if TYPE_CHECKING:  # names for annotations only: importing them at run time woul
               help="Never recommend items already in the history.")
 @click.option("--ignore-unknown", is_flag=True, help="Drop unknown item ids of --items instead of failing.")
 @click.option("--titles", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Item metadata to show titles: MovieLens movies.dat (id::title::genres) or a CSV/TSV whose "
-                   "first column is the item id, with a 'title' column (else the second column).")
+              help="Item metadata to show titles: MovieLens movies.dat (id::title::genres), ML-100K u.item "
+                   "(id|title|...) or a CSV/TSV whose item column (else the first) holds the id and whose 'title' "
+                   "column (else the next) the title.")
 @click.option("--item-map", default=None, metavar="PATH|identity",
               help="With --titles: a 'run_id original_id' file mapping the run's item ids to the metadata's (found "
                    "by itself when a '*_to_original_items.txt' lies beside the run's data file), or 'identity'. "
