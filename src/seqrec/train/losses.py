@@ -40,14 +40,17 @@ DENSE_ROWS_PER_NEGATIVE = 32
 DENSE_CHUNK = 1 << 24          # all-items scores are computed in row chunks of at most this many scores
 
 
-def full_softmax_ce(states: Tensor, targets: Tensor, table: Tensor, similarity: Similarity) -> Tensor:
+def full_softmax_ce(states: Tensor, targets: Tensor, table: Tensor, similarity: Similarity,
+                    matmul_dtype: torch.dtype | None = None) -> Tensor:
     """Mean cross-entropy of the targets against every real item.
 
     With the dot product this runs the fused, row-chunked kernel `_DotSoftmaxCE` (same value and gradients,
     about 3x faster on CPU and without the [M, N] score matrix); other similarities go through autograd.
+    `matmul_dtype` (e.g. bfloat16, `train.precision: bf16`): the kernel's three matrix products take their inputs
+    in that type (scores, softmax, loss and gradient sums stay fp32); other similarities ignore it.
     """
     if isinstance(similarity, DotProduct):
-        return _DotSoftmaxCE.apply(states, table, targets)
+        return _DotSoftmaxCE.apply(states, table, targets, None, matmul_dtype)
     scores = similarity(states, table[1:])                        # [M, N], column j = item j + 1
     return F.cross_entropy(scores, targets - 1)
 
@@ -63,7 +66,8 @@ class _DotSoftmaxCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, states: Tensor, table: Tensor, targets: Tensor, transposed: bool | None = None) -> Tensor:
+    def forward(ctx: Any, states: Tensor, table: Tensor, targets: Tensor, transposed: bool | None = None,
+                matmul_dtype: torch.dtype | None = None) -> Tensor:
         items = table[1:]                                                          # [N, D]
         rows, num_items = states.shape[0], items.shape[0]
         # Chunks of ~2^20 scores (4 MB, cache-sized: the exp/sum/scale passes are memory-bound), but at least
@@ -80,10 +84,16 @@ class _DotSoftmaxCE(torch.autograd.Function):
         grad_states = states.new_empty(states.shape) if need_grad else None                # contiguous
         grad_items = torch.zeros_like(items) if need_grad else None
         total = torch.zeros((), dtype=torch.float64, device=states.device)
+        low = matmul_dtype is not None and matmul_dtype != states.dtype
+        out_dtype = states.dtype
+        if low:     # the products' inputs in the low type (bf16 products run ~6x faster on AVX512-BF16 CPUs)
+            states, items = states.to(matmul_dtype), items.to(matmul_dtype)
         for start in range(0, rows, chunk):
             part = states[start:start + chunk]                                     # [c, D]
             cols = (targets[start:start + chunk] - 1).unsqueeze(dim)               # [1, c] or [c, 1]
             scores = items @ part.T if transposed else part @ items.T              # [N, c] or [c, N]
+            if low:
+                scores = scores.float()                                            # softmax and sums in fp32
             target_scores = scores.gather(dim, cols)
             peak = scores.amax(dim=dim, keepdim=True)
             scores.sub_(peak).exp_()                                               # one exp pass, in place
@@ -92,7 +102,15 @@ class _DotSoftmaxCE(torch.autograd.Function):
             if grad_states is not None and grad_items is not None:
                 grad = scores.mul_(norm.reciprocal_())                             # softmax
                 grad.scatter_add_(dim, cols, torch.full_like(norm, -1.0))          # - onehot
-                if transposed:
+                if low:
+                    grad = grad.to(matmul_dtype)
+                    if transposed:
+                        grad_states[start:start + chunk] = grad.T @ items
+                        grad_items += grad @ part
+                    else:
+                        grad_states[start:start + chunk] = grad @ items
+                        grad_items += grad.T @ part
+                elif transposed:
                     torch.mm(grad.T, items, out=grad_states[start:start + chunk])
                     grad_items.addmm_(grad, part)
                 else:
@@ -101,14 +119,14 @@ class _DotSoftmaxCE(torch.autograd.Function):
         if need_grad:
             ctx.save_for_backward(grad_states, grad_items)
         ctx.rows = rows
-        return (total / max(rows, 1)).to(states.dtype)
+        return (total / max(rows, 1)).to(out_dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, Tensor, None, None]:
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, Tensor, None, None, None]:
         grad_states, grad_items = ctx.saved_tensors
         scale = grad_output / max(ctx.rows, 1)
         grad_table = torch.cat([torch.zeros_like(grad_items[:1]), grad_items]) * scale   # padding row: 0
-        return grad_states * scale, grad_table, None, None
+        return grad_states * scale, grad_table, None, None, None
 
 
 def uniform_negatives(shape: tuple[int, ...], num_items: int, device: torch.device | str,
@@ -250,7 +268,8 @@ class LossSpec:
 
 def compute_loss(spec: LossSpec, states: Tensor, targets: Tensor, table: Tensor, similarity: Similarity, *,
                  log_popularity: Tensor | None = None, generator: torch.Generator | None = None,
-                 gather_ids: Callable[[Tensor], Tensor] | None = None, sparse: bool = False) -> Tensor:
+                 gather_ids: Callable[[Tensor], Tensor] | None = None, sparse: bool = False,
+                 matmul_dtype: torch.dtype | None = None) -> Tensor:
     """Dispatch on `spec.name`; draws negatives as the spec says.
 
     Args:
@@ -259,11 +278,12 @@ def compute_loss(spec: LossSpec, states: Tensor, targets: Tensor, table: Tensor,
             the negatives come from the whole global batch; the law of a drawn negative, and so log-Q, is the same.
         sparse: the sampled losses read the table through sparse-gradient lookups (`F.embedding(sparse=True)`),
             so the table's gradient holds only the rows used (`train.sparse_embeddings`); not for `ce`.
+        matmul_dtype: `ce` with the dot product: the type of its matrix products' inputs (`full_softmax_ce`).
     """
     if spec.name == "ce":
         if sparse:
             raise ValueError("the full-softmax loss reads every item row; it has no sparse form")
-        return full_softmax_ce(states, targets, table, similarity)
+        return full_softmax_ce(states, targets, table, similarity, matmul_dtype)
     num_items = table.shape[0] - 1
     rows: Rows = SparseRows(table) if sparse else table
     if spec.name in ("bce", "bpr"):

@@ -136,6 +136,7 @@ class TrainingStep(nn.Module):
         self.log_popularity = log_popularity
         self.gather = (lambda ids: distributed.gather_ids(dist, ids)) if negatives_across_ranks else None
         self.sparse = sparse
+        self.matmul_dtype: torch.dtype | None = None   # the full-softmax products' input type (bf16 precision)
 
     def forward(self, batch: CausalBatch) -> tuple[torch.Tensor, torch.Tensor]:
         targets = batch.targets
@@ -146,7 +147,8 @@ class TrainingStep(nn.Module):
         with torch.autocast(states.device.type, enabled=False):                     # the loss in fp32
             loss = compute_loss(self.spec, states[scored].float(), targets[scored],
                                 self.model.item_embeddings().float(), self.model.similarity,
-                                log_popularity=self.log_popularity, gather_ids=self.gather, sparse=self.sparse)
+                                log_popularity=self.log_popularity, gather_ids=self.gather, sparse=self.sparse,
+                                matmul_dtype=self.matmul_dtype)
         return loss, scored.sum()
 
 
@@ -217,6 +219,8 @@ class Trainer:
     def _make_step(self) -> nn.Module:
         step = TrainingStep(self.model, self.loss_spec, self.log_popularity, self.dist,
                             negatives_across_ranks=self.config.loss.negatives_across_ranks, sparse=self.sparse)
+        if self.train_cfg.precision == "bf16":
+            step.matmul_dtype = torch.bfloat16      # the full softmax's products too (its sums stay fp32)
         if not self.dist.active:
             return step
         from torch.nn.parallel import DistributedDataParallel
