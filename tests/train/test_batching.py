@@ -185,9 +185,15 @@ def test_dropout_matches_inverted_dropout():
     assert torch.allclose(y[~dropped], x[~dropped] / 0.75)                      # survivors scaled by 1/(1-p)
     torch.manual_seed(3)
     assert torch.equal(layer(x), y)                                              # seeded
-    torch.manual_seed(3)
-    reference = x * (torch.rand_like(x) >= 0.25) / 0.75                          # the textbook formula
-    assert torch.allclose(y, reference)
+    torch.manual_seed(4)
+    assert not torch.equal(layer(x), y)                                          # another seed, another mask
+    lanes = dropped.flatten().view(-1, 4).float()                                # the four lanes of one draw
+    assert (lanes.mean(0) - 0.25).abs().max() < 0.01                             # each lane drops p
+    pairs = lanes.T @ lanes / lanes.shape[0]                                     # P(both dropped) per lane pair
+    off_diagonal = pairs[~torch.eye(4, dtype=torch.bool)]
+    assert (off_diagonal - 0.25 ** 2).abs().max() < 0.01                          # lanes independent
+    neighbours = (dropped[:, 1:] & dropped[:, :-1]).float().mean()
+    assert abs(float(neighbours) - 0.25 ** 2) < 0.01
     x.requires_grad_(True)
     torch.manual_seed(3)
     layer(x).sum().backward()

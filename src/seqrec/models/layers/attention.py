@@ -8,22 +8,27 @@ from torch import Tensor, nn
 
 
 class Dropout(nn.Module):
-    """Inverted dropout from a uniform draw: same distribution as `nn.Dropout`, faster on CPU (`bernoulli_` is
-    the slow part of torch's kernel there). The mask is made in place in the draw's own float buffer: no bool
-    tensor and no type conversion (forward + backward of a [128, 2, 200, 200] tensor 0.29 s vs 0.55 s with a
-    bool mask and 0.35 s with `F.dropout`, one thread)."""
+    """Inverted dropout, faster than `nn.Dropout` on CPU, where drawing the random numbers is the slow part.
+
+    One 64-bit draw (`random_`, 63 uniform bits) serves four elements: its four 16-bit lanes, each masked to its
+    15 low bits, are uniform on 0..32767, and an element is kept when its lane is at least round(p * 32768). So
+    the drop probability is p rounded to a multiple of 1/32768 (0.1 -> 0.100006). Forward + backward of a
+    [128, 1, 200, 200] tensor: about 4x faster than a float draw per element with a float mask (one thread)."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
         if not 0 <= p < 1:
             raise ValueError(f"dropout must be in [0, 1), got {p}")
         self.p = float(p)
+        self.threshold = round(self.p * 32768)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0:
             return x
-        keep = torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))      # 0 or 1/(1-p), in place
-        return x * keep
+        count = x.numel()
+        words = torch.empty((count + 3) // 4, dtype=torch.int64, device=x.device).random_()   # bits 0..62
+        lanes = words.view(torch.int16)[:count].view(x.shape).bitwise_and_(0x7FFF)        # 15 uniform bits
+        return x * ((lanes >= self.threshold) * (1.0 / (1.0 - self.p))).to(x.dtype)     # 0 or 1/(1-p)
 
 
 def attention_mask(valid: Tensor, causal: bool) -> Tensor:
