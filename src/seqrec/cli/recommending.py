@@ -20,11 +20,11 @@ if TYPE_CHECKING:  # names for annotations only: importing them at run time woul
 @click.option("--user", default=None, help="A known user's raw id; their whole log is the history.")
 @click.option("--items", default=None, metavar="ID,ID,...", help="A raw item history, oldest first.")
 @click.option("--times", default=None, metavar="T,T,...",
-              help="With --items: one integer timestamp per item (needed by a model that reads them: HSTU with "
-                   "time_bias).")
+              help="With --items: one integer timestamp per item (needed by a model that reads them, e.g. "
+                   "time_bias: true).")
 @click.option("--ratings", default=None, metavar="R,R,...",
-              help="With --items: one rating per item (needed by a model that reads them: HSTU with inputs "
-                   "items_ratings or interleaved).")
+              help="With --items: one rating per item (needed by a model that reads them, e.g. "
+                   "inputs: items_ratings or interleaved).")
 @click.option("--users-file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Recommend for many users: a text file with one user id per line, or a CSV/TSV/Parquet file "
                    "with a 'user' column (else the first). Written as CSV (or Parquet, by --output's extension).")

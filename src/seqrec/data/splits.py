@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqrec.data.sequences import SequenceData, gather_windows, rating_ids
+from seqrec.data.sequences import SequenceData, gather_windows
 from seqrec.errors import ConfigError, DataError
 
 
@@ -57,24 +57,6 @@ class Targets:
     def inputs(self, max_len: int, *, align: str = "right") -> np.ndarray:
         """[M, max_len] int32 most recent history before each target, padded with 0."""
         return gather_windows(self.data.items, self.input_starts, self.positions, max_len, align=align)
-
-    def input_times(self, max_len: int, *, align: str = "right") -> np.ndarray:
-        """[M, max_len] int64 timestamps of `inputs(max_len)`'s items, 0 at padding."""
-        times = gather_windows(self.data.times, self.input_starts, self.positions, max_len, align=align)
-        return times.astype(np.int64)
-
-    def input_ratings(self, max_len: int, num_ratings: int, *, align: str = "right") -> np.ndarray:
-        """[M, max_len] int64 rating ids 1..num_ratings of `inputs(max_len)`'s items (`rating_ids`), 0 at padding.
-
-        Raises:
-            ConfigError: the data has no ratings.
-        """
-        if self.data.ratings is None:
-            raise ConfigError(f"the model reads ratings, but {self.data.source} has none; use data with a "
-                              "rating column or set model.inputs: items")
-        ratings = gather_windows(self.data.ratings, self.input_starts, self.positions, max_len, align=align)
-        valid = gather_windows(self.data.items, self.input_starts, self.positions, max_len, align=align) != 0
-        return np.where(valid, rating_ids(ratings, num_ratings), 0)
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,10 @@ class RecommendRequest(BaseModel):
     user: RawId | None = Field(None, description="a known user's raw id; their whole log is the history")
     history: list[RawId] | None = Field(None, description="raw item ids, oldest first")
     times: list[StrictInt] | None = Field(None, description="timestamps of the history's items, one each (only "
-                                                            "for a model that reads them: HSTU with time_bias)")
+                                                            "for a model that reads them, e.g. time_bias: true)")
     ratings: list[StrictInt | StrictFloat] | None = Field(
-        None, description="ratings of the history's items, one each (only for a model that reads them: HSTU with "
-                          "inputs items_ratings or interleaved)")
+        None, description="ratings of the history's items, one each (only for a model that reads them, e.g. "
+                          "inputs: items_ratings or interleaved)")
     k: StrictInt = Field(10, description="number of items to return (1..max_k)")
     exclude_seen: StrictBool = Field(True, description="never recommend items of the history")
     allow: list[RawId] | None = Field(None, description="recommend only among these raw item ids")
