@@ -17,7 +17,8 @@ sessions` times SR-GNN, GC-SAN and LESSR on ML-1M (`configs/ml1m_<model>.yaml`, 
 prefix: ~3,834 steps an epoch against SASRec's 47) for their seconds-per-epoch estimates. `--set ml1m` times every
 shipped ML-1M sequence config (`configs/ml1m_*.yaml` but the session models and Pop), the figures the
 reproduction table quotes. `--set short` times GRU4Rec (packed and over the padded width) against SASRec on a
-log of short histories (Amazon Video Games, SASRec's file: mean length 9.3, windows of 50).
+log of short histories (Amazon Video Games, SASRec's file: mean length 9.3, windows of 50). `--set precision`
+times SASRec (full CE) and HSTU-large in fp32 and with `train.precision=bf16`.
 
 `--full-epochs` times whole epochs instead of sampled steps (each round is one epoch of every config, all of its
 batches): the training seconds per epoch measured, not estimated. Run it alone: speed figures count only when
@@ -61,7 +62,14 @@ VIDEO = ["data.path=${SEQREC_DATA}/amazon-video-sasrec/Video.txt", "model.max_le
 SHORT = {"sasrec": ("ml1m_sasrec.yaml", VIDEO), "gru4rec (packed)": ("ml1m_gru4rec.yaml", VIDEO),
          "gru4rec (padded)": ("ml1m_gru4rec.yaml", [*VIDEO, "model.packed=false"])}
 SHORT_PAIRS = {"gru4rec (packed)": "sasrec", "gru4rec (padded)": "sasrec"}
-SETS = {"hstu": (CASES, PAIRS), "zoo": (ZOO, ZOO_PAIRS), "sessions": (SESSIONS, SESSION_PAIRS),
+# `--set precision`: the shipped ML-1M configs in fp32 and with `train.precision: bf16` (bf16 matrix products in the
+# encoder and the full softmax; the ratio is bf16 / fp32)
+PRECISION = {"sasrec": ("ml1m_sasrec.yaml", []), "sasrec (bf16)": ("ml1m_sasrec.yaml", ["train.precision=bf16"]),
+             "hstu_large": ("ml1m_hstu_large.yaml", []),
+             "hstu_large (bf16)": ("ml1m_hstu_large.yaml", ["train.precision=bf16"])}
+PRECISION_PAIRS = {"sasrec (bf16)": "sasrec", "hstu_large (bf16)": "hstu_large"}
+SETS = {"hstu": (CASES, PAIRS), "precision": (PRECISION, PRECISION_PAIRS), "zoo": (ZOO, ZOO_PAIRS),
+        "sessions": (SESSIONS, SESSION_PAIRS),
         "ml1m": (ML1M, ML1M_PAIRS), "short": (SHORT, SHORT_PAIRS)}
 
 
