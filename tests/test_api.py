@@ -144,11 +144,12 @@ def test_unknown_section_and_model_are_config_errors(demo_split):
 def test_resume_with_a_larger_budget_continues_a_run_that_stopped_on_it(demo_split, tmp_path):
     out = tmp_path / "run"
     model = {"name": "sasrec", "dim": 16, "num_blocks": 1, "max_len": 20}
-    first = api.train(demo_split, model=model, train={**TRAIN, "epochs": 6, "patience": 1}, out=out)
+    # patience 1: the first validation without improvement stops the run, well before 30 epochs
+    first = api.train(demo_split, model=model, train={**TRAIN, "epochs": 30, "patience": 1}, out=out)
     stopped_at = first.results["epochs_run"]
-    assert first.results["stopped"].startswith("early stop") and stopped_at < 6
+    assert first.results["stopped"].startswith("early stop") and stopped_at < 30
     # the same config resumes into the same stop; a larger patience and more epochs continue the run
-    again = api.train(demo_split, model=model, train={**TRAIN, "epochs": 6, "patience": 1}, out=out, resume=True)
+    again = api.train(demo_split, model=model, train={**TRAIN, "epochs": 30, "patience": 1}, out=out, resume=True)
     assert again.results["epochs_run"] == stopped_at
     longer = api.train(demo_split, model=model, train={**TRAIN, "epochs": stopped_at + 2, "patience": 0}, out=out,
                        resume=True)
