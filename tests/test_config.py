@@ -122,7 +122,8 @@ def test_ml1m_sasrec_is_the_literature_protocol(monkeypatch, tmp_path):
     monkeypatch.setenv("SEQREC_DATA", str(tmp_path))
     config = load_config(CONFIGS / "ml1m_sasrec.yaml")
     assert config.model.params == SASRecConfig(dim=64, num_blocks=2, num_heads=1, dropout=0.1, max_len=200,
-                                               block="sasrec", activation="relu", positions="from_start")
+                                               block="sasrec", activation="relu", positions="from_start",
+                                               qkv_init="xavier", norm_eps=1e-8)
     assert (config.loss.name, config.train.optimizer, config.train.lr) == ("ce", "adam", 1e-3)
     assert config.train.clip_norm is None                                # K&V's SASRec+ recipe
     assert (config.train.batch_size, config.train.epochs, config.train.patience) == (128, 200, 10)
