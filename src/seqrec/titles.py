@@ -5,14 +5,25 @@ item ids to the original ones (`read_item_map`). User-id lists are `seqrec.data.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from seqrec.config import DataConfig
 from seqrec.errors import DataError, SeqrecError
 from seqrec.queries import plain_value
 
 if TYPE_CHECKING:
-    from seqrec.recommend import Recommender
+    from seqrec.config import RunConfig
+    from seqrec.data.sequences import SequenceData
+
+
+class RunItems(Protocol):
+    """What `item_titles` reads of a run's `Recommender`: its config (None without one) and its data."""
+
+    @property
+    def config(self) -> RunConfig | None: ...
+
+    @property
+    def data(self) -> SequenceData: ...
 
 
 def read_titles(path: str | Path) -> dict[str, str]:
@@ -67,7 +78,7 @@ def find_item_map(data_path: str | Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
-def item_titles(rec: Recommender, titles: str | Path, item_map: str | Path | None = None) -> tuple[dict, str]:
+def item_titles(rec: RunItems, titles: str | Path, item_map: str | Path | None = None) -> tuple[dict, str]:
     """(run item id as text -> title, a note saying how they were joined) for the items of `rec`.
 
     Titles are keyed by the ids of the original data (`read_titles`); they are joined through the ids the run

@@ -23,14 +23,13 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from seqrec.models.base import ModelConfig
 from seqrec.models.layers.attention import Dropout
 from seqrec.models.layers.gnn import EOPA, SGAT, AttentionReadout, batch_norm
 from seqrec.models.layers.graphs import eop_multigraph, session_nodes, shortcut_graph
-from seqrec.models.srgnn import _SessionGraphModel
+from seqrec.models.srgnn import SessionGraphConfig, _SessionGraphModel
 
 
-class LESSRConfig(ModelConfig):
+class LESSRConfig(SessionGraphConfig):
     dim: int = Field(32, ge=1)               # D (the paper: 32)
     num_layers: int = Field(3, ge=1)         # EOPA, SGAT, EOPA, ... (the paper: 3 on Diginetica)
     dropout: float = Field(0.2, ge=0, lt=1)  # feature dropout before each layer, the readout and the output

@@ -20,7 +20,6 @@ state; `predict` returns that state. The graph and the readouts do not depend on
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 from pydantic import Field
@@ -33,11 +32,16 @@ from seqrec.models.layers.gnn import GatedGraphNetwork
 from seqrec.models.layers.graphs import srgnn_graph
 from seqrec.models.layers.init import init_linear_and_embeddings_
 
-if TYPE_CHECKING:
-    from seqrec.models.lessr import LESSRConfig
+
+class SessionGraphConfig(ModelConfig):
+    """What the shared session-graph part reads; each model sets its own defaults."""
+
+    dim: int = Field(100, ge=1)             # D, item embedding size
+    max_len: int = Field(50, ge=1)          # most recent clicks read
+    dropout: float = Field(0.0, ge=0, lt=1)  # on the item embeddings
 
 
-class SRGNNConfig(ModelConfig):
+class SRGNNConfig(SessionGraphConfig):
     dim: int = Field(100, ge=1)             # D, item embedding and node state size (paper: 100)
     steps: int = Field(1, ge=1)             # gated GNN propagation steps (paper: 1)
     max_len: int = Field(50, ge=1)          # L, most recent clicks of a history that form the graph
@@ -57,10 +61,10 @@ class _SessionGraphModel(SequentialRecommender):
 
     objective = "prefix"
     causal = False
-    config: SRGNNConfig | LESSRConfig
+    config: SessionGraphConfig
     gnn: GatedGraphNetwork                 # SR-GNN's and GC-SAN's, read by `click_states`
 
-    def __init__(self, config: SRGNNConfig | LESSRConfig, num_items: int) -> None:
+    def __init__(self, config: SessionGraphConfig, num_items: int) -> None:
         super().__init__(config, num_items)
         self.items = nn.Embedding(num_items + 1, config.dim, padding_idx=0)
         self.dropout = Dropout(config.dropout)
