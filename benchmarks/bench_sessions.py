@@ -56,9 +56,11 @@ def main() -> int:
                          [*args.overrides, "train.progress=false", "eval.report_test=true"])
     suffix = f"-{args.tag}" if args.tag else ""
     out = Path(args.out) if args.out else HERE.parent / "runs" / f"bench-{args.dataset}-{args.model}{suffix}"
+    load_at_start = os.getloadavg()
     started = time.perf_counter()
     run = api.train(config=config, out=out, resume=args.resume)
     wall = time.perf_counter() - started
+    load_at_end = os.getloadavg()
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     best = run.results["best_epoch"]
     by_test = max(records, key=lambda r: r.get("test", {}).get("MRR@20", -1))       # the papers' choice
@@ -66,6 +68,9 @@ def main() -> int:
         "date": date.today().isoformat(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "torch": __import__("torch").__version__},
+        "load": {"threads": __import__("torch").get_num_threads(),
+                 "loadavg_1_5_15_at_start": [round(x, 2) for x in load_at_start],
+                 "loadavg_1_5_15_at_end": [round(x, 2) for x in load_at_end]},
         "dataset": args.dataset, "model": args.model, "tag": args.tag, "overrides": args.overrides,
         "config": config_to_dict(config), "run_dir": str(out),
         "split": run.split.summary(),

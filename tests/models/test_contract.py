@@ -23,7 +23,7 @@ SMALL = {"sasrec": {"dim": 16, "num_blocks": 2, "num_heads": 2, "max_len": 12, "
          "nextitnet": {"dim": 16, "dilations": [1, 2, 4], "num_blocks": 2, "max_len": 12, "dropout": 0.3},
          "hstu": {"dim": 16, "num_blocks": 2, "num_heads": 2, "attention_dim": 8, "linear_dim": 8, "max_len": 12,
                   "dropout": 0.3},
-         "srgnn": {"dim": 16, "steps": 2, "max_len": 12, "dropout": 0.3},
+         "srgnn": {"dim": 16, "steps": 2, "max_len": 12, "dropout": 0.3, "reference_biases": True},
          "gcsan": {"dim": 16, "steps": 2, "num_blocks": 2, "num_heads": 2, "max_len": 12, "dropout": 0.3},
          "lessr": {"dim": 16, "num_layers": 3, "max_len": 12, "dropout": 0.3}}
 # settings that learn the demo data within a few epochs

@@ -46,6 +46,10 @@ class SRGNNConfig(SessionGraphConfig):
     steps: int = Field(1, ge=1)             # gated GNN propagation steps (paper: 1)
     max_len: int = Field(50, ge=1)          # L, most recent clicks of a history that form the graph
     dropout: float = Field(0.0, ge=0, lt=1)  # on the item embeddings (the paper uses none)
+    # the biases SR-GNN's code has beyond the paper's equations: b_iah / b_oah added to the GNN's messages after
+    # the adjacency product, and biases on W2 and W3 (linear_two, linear_transform; W3's adds a learned
+    # b · e_i to every item's score). GC-SAN reads the message biases (RecBole's GNN has them too).
+    reference_biases: bool = False
 
 
 class GCSANConfig(SRGNNConfig):
@@ -117,12 +121,12 @@ class SRGNN(_SessionGraphModel):
 
     def __init__(self, config: SRGNNConfig, num_items: int) -> None:
         super().__init__(config, num_items)
-        self.gnn = GatedGraphNetwork(config.dim, config.steps)
-        dim = config.dim
-        self.query_last = nn.Linear(dim, dim)              # W1
-        self.query_click = nn.Linear(dim, dim, bias=False)  # W2 (c is W1's bias)
-        self.attention = nn.Linear(dim, 1, bias=False)     # q
-        self.hybrid = nn.Linear(2 * dim, dim, bias=False)  # W3
+        self.gnn = GatedGraphNetwork(config.dim, config.steps, message_bias=config.reference_biases)
+        dim, biases = config.dim, config.reference_biases
+        self.query_last = nn.Linear(dim, dim)                # W1 (c is W1's bias)
+        self.query_click = nn.Linear(dim, dim, bias=biases)  # W2
+        self.attention = nn.Linear(dim, 1, bias=False)       # q
+        self.hybrid = nn.Linear(2 * dim, dim, bias=biases)   # W3
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -152,7 +156,7 @@ class GCSAN(_SessionGraphModel):
 
     def __init__(self, config: GCSANConfig, num_items: int) -> None:
         super().__init__(config, num_items)
-        self.gnn = GatedGraphNetwork(config.dim, config.steps)
+        self.gnn = GatedGraphNetwork(config.dim, config.steps, message_bias=config.reference_biases)
         self.blocks = nn.ModuleList(
             TransformerBlock(config.dim, config.num_heads, config.dropout, hidden=config.dim, norm_first=False,
                              activation="gelu")

@@ -5,6 +5,8 @@ and outgoing edges, each through its own linear map and weighted by the degree-n
 
     a_v = [A_in[v] · (W_in h + b_in) ; A_out[v] · (W_out h + b_out)]          [2D]
 
+(with `message_bias`, SR-GNN's code's b_iah and b_oah are added to a_v after the adjacency products)
+
 and updates its state with a GRU cell whose input is a_v:
 
     r = σ(W_r a + U_r h),  z = σ(W_z a + U_z h),  n = tanh(W_n a + r ⊙ (U_n h)),  h' = (1 − z) ⊙ h + z ⊙ n.
@@ -27,7 +29,7 @@ from seqrec.models.layers.graphs import EOPGraph, ShortcutGraph, SRGNNGraph
 class GatedGraphNetwork(nn.Module):
     """`steps` gated propagation steps over an `SRGNNGraph` (weights shared across steps, as in SR-GNN)."""
 
-    def __init__(self, dim: int, steps: int = 1) -> None:
+    def __init__(self, dim: int, steps: int = 1, message_bias: bool = False) -> None:
         super().__init__()
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
@@ -36,6 +38,9 @@ class GatedGraphNetwork(nn.Module):
         self.edge_out = nn.Linear(dim, dim)
         self.input_gates = nn.Linear(2 * dim, 3 * dim)       # W_r, W_z, W_n on the messages
         self.hidden_gates = nn.Linear(dim, 3 * dim)          # U_r, U_z, U_n on the state
+        # SR-GNN's code also adds b_iah / b_oah after the adjacency product, so that a node without incoming
+        # (outgoing) edges, e.g. a session's first click, still gets a learned message instead of zero
+        self.message_bias = nn.Parameter(torch.zeros(2 * dim)) if message_bias else None
 
     def forward(self, graph: SRGNNGraph, hidden: Tensor) -> Tensor:
         """Node states [B, V, D] after the propagation steps, from initial states `hidden` [B, V, D]."""
@@ -43,6 +48,8 @@ class GatedGraphNetwork(nn.Module):
         for _ in range(self.steps):
             messages = torch.cat([graph.adj_in @ self.edge_in(hidden),
                                   graph.adj_out @ self.edge_out(hidden)], dim=-1)   # [B, V, 2D]
+            if self.message_bias is not None:
+                messages = messages + self.message_bias
             i_r, i_z, i_n = self.input_gates(messages).chunk(3, dim=-1)
             h_r, h_z, h_n = self.hidden_gates(hidden).chunk(3, dim=-1)
             reset = torch.sigmoid(i_r + h_r)
