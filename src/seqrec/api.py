@@ -80,11 +80,10 @@ class Run:
 
     def evaluate(self, split: str = "test") -> dict[str, float]:
         """Full-ranking metrics of the model on the `valid` or `test` targets."""
-        if split not in ("valid", "test"):
-            raise ConfigError(f"unknown split {split!r}; expected 'valid' or 'test'")
+        targets = self.split.targets(split)
         e = self.config.eval
         device = next(iter(self.model.parameters()), torch.empty(0)).device
-        return evaluate(self.model, self.split.valid if split == "valid" else self.split.test, ks=tuple(e.ks),
+        return evaluate(self.model, targets, ks=tuple(e.ks),
                         exclude_history=e.exclude_history, batch_size=e.batch_size, device=device)
 
     def recommend(self, user: object = None, *, history: Iterable[object] | None = None, k: int = 10,

@@ -105,4 +105,4 @@ def make_split(data: SequenceData, config: RunConfig) -> Split:
                           "it cannot split prepared data")
     if s.protocol == "temporal":
         return temporal(data, valid_fraction=s.valid_fraction, test_fraction=s.test_fraction, targets=s.targets)
-    return leave_one_out(data)
+    return leave_one_out(data, validation=s.validation == "item")

@@ -38,6 +38,20 @@ def test_leave_one_out_exact():
     assert split.summary()["train_interactions"] == 6
 
 
+def test_leave_one_out_without_validation_exact():
+    data = _data()
+    split = leave_one_out(data, validation=False)
+    user = {raw: dense for dense, raw in enumerate(data.users.raw.tolist())}
+    train = {raw: _names(data, data.items[data.offsets[u]:split.train_end[u]]) for raw, u in user.items()}
+    assert train == {1: ["a", "b", "c", "d"], 2: ["f"], 3: ["h", "i"]}         # two interactions are tested
+    assert len(split.valid) == 0 and split.test.users.tolist() == [user[1], user[2], user[3]]
+    assert _names(data, split.test.items) == ["e", "g", "j"]
+    assert split.info["users_evaluated"] == 3 and split.info["users_train_only"] == 0
+    single = prepare(Interactions.from_columns(user=[1, 2], item=["a", "b"], time=[0, 1]))
+    with pytest.raises(DataError, match=r"at least 2 interactions \(train, test\)"):
+        leave_one_out(single, validation=False)
+
+
 def test_leave_one_out_without_enough_interactions_is_a_clear_error():
     data = prepare(Interactions.from_columns(user=[1, 1, 2], item=[1, 2, 3]))
     with pytest.raises(DataError, match="at least 3 interactions.*longest sequence has 2"):

@@ -68,8 +68,9 @@ def train(config_path: str | None, overrides: tuple[str, ...], out: str | None, 
     distributed.teardown()
     if not run.dist.is_main:
         return
-    print_results({"valid": run.results["valid"], "test": run.results["test"]},
-                   title=f"{run.config.model.name}: best epoch {run.results['best_epoch']}")
+    rows = {name: run.results[name] for name in ("valid", "test") if run.results.get(name)}
+    chosen = "best epoch" if run.results.get("valid") else "last epoch (no validation)"
+    print_results(rows, title=f"{run.config.model.name}: {chosen} {run.results['best_epoch']}")
     if run.results.get("stopped"):
         click.echo(f"stopped: {run.results['stopped']}")
     click.echo(f"run directory: {out}")

@@ -115,9 +115,16 @@ class SplitConfig(_Section):
                                                                       "in the test window")
     targets: Literal["all", "first"] = Field("all", description="temporal: every interaction of a window, or "
                                                                 "each user's first")
+    validation: Literal["item", "none"] = Field(
+        "item", description="leave_one_out: 'item' holds out each user's second-to-last item to choose the epoch; "
+                            "'none' trains on it too (the BERT4Rec and HSTU papers' code) and tests the last "
+                            "epoch's model: set train.epochs, patience is not used")
 
     @model_validator(mode="after")
-    def _temporal_needs_fractions(self) -> SplitConfig:
+    def _protocol_options(self) -> SplitConfig:
+        if self.validation == "none" and self.protocol != "leave_one_out":
+            raise fail(f"split.validation 'none' is a leave_one_out option; the {self.protocol} protocol always "
+                       "has validation targets", key="split.validation")
         if self.protocol == "temporal":
             if self.valid_fraction is None or self.test_fraction is None:
                 raise fail("the temporal protocol needs split.valid_fraction and split.test_fraction",

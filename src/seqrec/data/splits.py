@@ -9,7 +9,9 @@ Protocols:
 - `leave_one_out`: per user, the last interaction is the test target, the second-to-last the validation
   target, the rest is training; the test input therefore includes the validation item. Users with fewer
   than 3 interactions are kept for training only (all their interactions train, none is evaluated); their
-  number is reported. If no user has 3 or more interactions the split is refused.
+  number is reported. If no user has 3 or more interactions the split is refused. With `validation=False`
+  (the protocol of the BERT4Rec and HSTU papers' code) the second-to-last interaction trains too, there is no
+  validation target, users need 2 interactions to be tested, and the model tested is the last epoch's.
 - `temporal`: global time cut-offs (given as times, or as fractions of interactions from the end):
   interactions before the validation cut-off train; each interaction in [valid, test) is a validation
   target and each one at or after the test cut-off a test target (`targets="all"`), or only each user's
@@ -85,27 +87,44 @@ class Split:
         """[U] int64 length of each user's training prefix."""
         return self.train_end - self.data.offsets[:-1]
 
+    def targets(self, name: str) -> Targets:
+        """The `valid` or `test` targets; a clear error for a split without validation targets."""
+        if name not in ("valid", "test"):
+            raise ConfigError(f"unknown split {name!r}; expected 'valid' or 'test'")
+        if name == "valid" and len(self.valid) == 0:
+            raise ConfigError("this run has no validation targets (split.validation: none: the second-to-last "
+                              "item trained); evaluate the test targets")
+        return self.valid if name == "valid" else self.test
+
     def summary(self) -> dict:
         return {"protocol": self.protocol, "train_interactions": int(self.train_lengths.sum()),
                 "valid_targets": len(self.valid), "test_targets": len(self.test), **self.info}
 
 
-def leave_one_out(data: SequenceData) -> Split:
-    """Last interaction -> test, second-to-last -> validation, the rest -> training (see module docstring)."""
+def leave_one_out(data: SequenceData, *, validation: bool = True) -> Split:
+    """Last interaction -> test, second-to-last -> validation (unless `validation` is False: then it trains),
+    the rest -> training (see module docstring)."""
     lengths = data.lengths
-    evaluated = np.flatnonzero(lengths >= 3)
+    held = 2 if validation else 1
+    evaluated = np.flatnonzero(lengths >= held + 1)
     if evaluated.size == 0:
         longest = int(lengths.max()) if lengths.size else 0
-        raise DataError(f"leave-one-out needs users with at least 3 interactions (train, validation, test); "
+        roles = "train, validation, test" if validation else "train, test"
+        raise DataError(f"leave-one-out needs users with at least {held + 1} interactions ({roles}); "
                         f"no user in {data.source} has that many (the longest sequence has {longest})")
     ends = data.offsets[1:]
     train_end = ends.copy()
-    train_end[evaluated] -= 2
-    info = {"users_evaluated": int(evaluated.size), "users_train_only": int(lengths.size - evaluated.size)}
+    train_end[evaluated] -= held
+    info: dict = {"users_evaluated": int(evaluated.size), "users_train_only": int(lengths.size - evaluated.size)}
+    if validation:
+        valid = Targets(data, evaluated, ends[evaluated] - 2)
+    else:
+        info["validation"] = "none (the second-to-last item trains; the last epoch is tested)"
+        valid = Targets(data, np.empty(0, np.int64), np.empty(0, np.int64))
     return Split(
         data=data,
         train_end=train_end,
-        valid=Targets(data, evaluated, ends[evaluated] - 2),
+        valid=valid,
         test=Targets(data, evaluated, ends[evaluated] - 1),
         protocol="leave_one_out",
         info=info,

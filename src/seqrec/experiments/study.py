@@ -144,6 +144,9 @@ def _open_study_dir(out: Path, config: str | Path | None, space: str | Path | No
         dims = read_space(space)
         check_space(dims, config, overrides, source=f"search space {space}")
     base = load_config(config, overrides)
+    if base.split.validation == "none":
+        raise ConfigError("a search chooses among trials on validation metrics, but split.validation is 'none' "
+                          "(no validation targets); use split.validation: item")
     if not resume:
         seed = base.train.seed if seed is None else seed
         settings = {"seed": seed, "prune": prune, "prune_after": prune_after,

@@ -103,6 +103,8 @@ def epoch_line(record: dict, metric: str) -> str:
     parts = [f"epoch {record['epoch']}", f"loss {record['loss']:.4f}"]
     if "valid" in record:
         parts.append(f"valid {metric} {record['valid'][metric]:.4f}" + (" (best)" if record.get("improved") else ""))
+    elif "test" in record:
+        parts.append(f"test {metric} {record['test'][metric]:.4f} (no validation: logged only)")
     parts.append(f"{record['seconds']:.1f} s")
     return "  ".join(parts)
 
@@ -175,6 +177,7 @@ class Trainer:
         self.model, self.split, self.config, self.dist = model, split, config, dist
         self.on_epoch = on_epoch
         self.train_cfg, self.eval_cfg = config.train, config.eval
+        self.validating = len(split.valid) > 0   # without validation targets the latest epoch is kept and tested
         self.loss_spec = LossSpec.of(config.loss)
         self.device = resolve_device(device or self.train_cfg.device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -331,14 +334,19 @@ class Trainer:
                   "train_seconds": round(train_seconds, 3),
                   "sequences_per_second": round(sequences / max(train_seconds, 1e-9), 1)}
         self.state.epoch = epoch
-        if epoch % self.train_cfg.eval_every == 0 or epoch == self.train_cfg.epochs:
+        due = epoch % self.train_cfg.eval_every == 0 or epoch == self.train_cfg.epochs
+        if due and (self.validating or self.eval_cfg.report_test):
             eval_started = time.perf_counter()
-            valid = self.validate()
-            record["valid"] = valid
+            valid = self.validate() if self.validating else None
+            if valid is not None:
+                record["valid"] = valid
             if self.eval_cfg.report_test:
                 record["test"] = self.evaluate("test")                              # logged, never selects
             record["eval_seconds"] = round(time.perf_counter() - eval_started, 3)
-            record["improved"] = self._track(epoch, valid[self.eval_cfg.metric])
+            if valid is not None:
+                record["improved"] = self._track(epoch, valid[self.eval_cfg.metric])
+        if not self.validating:
+            self.state.best_epoch, record["improved"] = epoch, True                 # the latest epoch is kept
         record["seconds"] = round(time.perf_counter() - started, 3)
         self.state.elapsed += record["seconds"]
         record["elapsed"] = round(self.state.elapsed, 3)
@@ -448,7 +456,7 @@ class Trainer:
 
     def evaluate(self, split_name: str = "test") -> dict[str, float]:
         """Full-ranking metrics on every `valid` or `test` target (ranks split between DDP ranks, then summed)."""
-        return self._metrics(self.split.valid if split_name == "valid" else self.split.test)
+        return self._metrics(self.split.targets(split_name))
 
     def _metrics(self, targets: Targets) -> dict[str, float]:
         ranks = target_ranks(self.model, targets, exclude_history=self.eval_cfg.exclude_history,
@@ -520,7 +528,8 @@ class Trainer:
 
     def write_results(self, extra: dict | None = None, *, test: bool = True) -> dict:
         """Evaluate the (best) model on validation and test (unless `test` is False) and write `results.json`."""
-        results = {"valid": self.evaluate("valid"), **({"test": self.evaluate("test")} if test else {}),
+        results = {"valid": self.evaluate("valid") if self.validating else {},
+                   **({"test": self.evaluate("test")} if test else {}),
                    "best_epoch": self.state.best_epoch, "epochs_run": self.state.epoch,
                    "stopped": self.state.stopped, "train_seconds": round(self.state.elapsed, 3), **(extra or {})}
         if self.eval_cfg.max_users is not None:
