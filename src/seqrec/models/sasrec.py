@@ -61,12 +61,10 @@ class SASRec(SequentialRecommender):
         self.blocks = nn.ModuleList(
             TransformerBlock(dim, config.num_heads, config.dropout, hidden=dim * config.ffn_multiplier,
                              norm_first=config.norm_first, activation=config.activation,
-                             style="sasrec" if config.block == "sasrec" else None)
+                             style="sasrec" if config.block == "sasrec" else None, norm_eps=config.norm_eps)
             for _ in range(config.num_blocks))
-        self.final_norm = nn.LayerNorm(dim) if config.norm_first or config.block == "sasrec" else nn.Identity()
-        for module in self.modules():
-            if isinstance(module, nn.LayerNorm):
-                module.eps = config.norm_eps
+        final = config.norm_first or config.block == "sasrec"
+        self.final_norm = nn.LayerNorm(dim, eps=config.norm_eps) if final else nn.Identity()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

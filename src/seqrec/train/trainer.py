@@ -132,13 +132,14 @@ class TrainingStep(nn.Module):
     (in fp32 whatever the autocast precision) and how many positions were scored."""
 
     def __init__(self, model: SequentialRecommender, spec: LossSpec, log_popularity: torch.Tensor | None,
-                 dist: Dist = SINGLE, negatives_across_ranks: bool = False, sparse: bool = False) -> None:
+                 dist: Dist = SINGLE, negatives_across_ranks: bool = False, sparse: bool = False,
+                 matmul_dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.model, self.spec = model, spec
         self.log_popularity = log_popularity
         self.gather = (lambda ids: distributed.gather_ids(dist, ids)) if negatives_across_ranks else None
         self.sparse = sparse
-        self.matmul_dtype: torch.dtype | None = None   # the full-softmax products' input type (bf16 precision)
+        self.matmul_dtype = matmul_dtype               # the full-softmax products' input type (bf16 precision)
 
     def forward(self, batch: CausalBatch) -> tuple[torch.Tensor, torch.Tensor]:
         targets = batch.targets
@@ -220,10 +221,10 @@ class Trainer:
         return self.step_module
 
     def _make_step(self) -> nn.Module:
+        # bf16 precision: the full softmax's products take bf16 inputs too (its sums stay fp32)
         step = TrainingStep(self.model, self.loss_spec, self.log_popularity, self.dist,
-                            negatives_across_ranks=self.config.loss.negatives_across_ranks, sparse=self.sparse)
-        if self.train_cfg.precision == "bf16":
-            step.matmul_dtype = torch.bfloat16      # the full softmax's products too (its sums stay fp32)
+                            negatives_across_ranks=self.config.loss.negatives_across_ranks, sparse=self.sparse,
+                            matmul_dtype=torch.bfloat16 if self.train_cfg.precision == "bf16" else None)
         if not self.dist.active:
             return step
         from torch.nn.parallel import DistributedDataParallel

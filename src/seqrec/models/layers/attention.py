@@ -102,11 +102,12 @@ class TransformerBlock(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, dropout: float, *, hidden: int | None = None,
-                 norm_first: bool = True, activation: str = "gelu", style: str | None = None) -> None:
+                 norm_first: bool = True, activation: str = "gelu", style: str | None = None,
+                 norm_eps: float = 1e-5) -> None:
         super().__init__()
         self.attn = MultiHeadAttention(dim, num_heads, dropout)
         self.ffn = FeedForward(dim, hidden or dim, dropout, activation)
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.norm1, self.norm2 = nn.LayerNorm(dim, eps=norm_eps), nn.LayerNorm(dim, eps=norm_eps)
         self.dropout = Dropout(dropout)
         self.style = style or ("pre_ln" if norm_first else "post_ln")
         if self.style not in ("pre_ln", "post_ln", "sasrec"):
