@@ -84,3 +84,16 @@ def test_the_epoch_line_names_what_it_shows():
     record = {"epoch": 3, "loss": 6.79661, "valid": {"NDCG@10": 0.08671}, "improved": True, "seconds": 24.31}
     assert epoch_line(record, "NDCG@10") == "epoch 3  loss 6.7966  valid NDCG@10 0.0867 (best)  24.3 s"
     assert epoch_line({"epoch": 4, "loss": 1.0, "seconds": 2.0}, "NDCG@10") == "epoch 4  loss 1.0000  2.0 s"
+
+
+def test_no_decay_biases_include_recurrent_biases():
+    from seqrec.models import build_model
+
+    model = build_model("gru4rec", 20, {"dim": 8, "hidden_size": 8, "num_layers": 2})
+    params = list(model.parameters())
+    decayed, kept = decay_groups(model, params, 0.1, ["biases"])
+    named = {id(p): name for name, p in model.named_parameters()}
+    kept_names = {named[id(p)] for p in kept["params"]}
+    assert {"gru.bias_ih_l0", "gru.bias_hh_l0", "gru.bias_ih_l1", "gru.bias_hh_l1"} <= kept_names
+    assert all(".bias" in name or name.startswith("bias") for name in kept_names)
+    assert {named[id(p)] for p in decayed["params"]} >= {"gru.weight_ih_l0", "gru.weight_hh_l1"}

@@ -37,8 +37,9 @@ def schedule_factor(step: int, total: int, warmup: int, schedule: str, min_ratio
 def decay_groups(model: nn.Module, params: list[nn.Parameter], weight_decay: float, skip: Sequence[str]
                  ) -> list[dict]:
     """Optimiser parameter groups: `params` with `weight_decay`, except the kinds in `skip` (embeddings: the
-    weights of nn.Embedding modules; biases: parameters named `*bias`; norms: the parameters of LayerNorm-like
-    modules), which get none (as BERT's, HSTU's and most transformer references' training code does)."""
+    weights of nn.Embedding modules; biases: parameters whose own name ends in `bias` or starts with `bias_`, so
+    nn.GRU's `bias_ih_l0` / `bias_hh_l0` too; norms: the parameters of LayerNorm-like modules), which get none
+    (as BERT's, HSTU's and most transformer references' training code does)."""
     if not skip or not weight_decay:
         return [{"params": params, "weight_decay": weight_decay}]
     exempt: set[int] = set()
@@ -49,11 +50,15 @@ def decay_groups(model: nn.Module, params: list[nn.Parameter], weight_decay: flo
         if "norms" in skip and isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.RMSNorm)):
             exempt.update(id(p) for p in own)
     if "biases" in skip:
-        exempt.update(id(p) for name, p in model.named_parameters() if name.endswith("bias"))
+        exempt.update(id(p) for name, p in model.named_parameters() if _is_bias(name.rsplit(".", 1)[-1]))
     decayed = [p for p in params if id(p) not in exempt]
     kept = [p for p in params if id(p) in exempt]
     return [group for group in ({"params": decayed, "weight_decay": weight_decay},
                                 {"params": kept, "weight_decay": 0.0}) if group["params"]]
+
+
+def _is_bias(own_name: str) -> bool:
+    return own_name.endswith("bias") or own_name.startswith("bias_")
 
 
 def clip_gradients(params: list[torch.Tensor], max_norm: float) -> None:
