@@ -99,6 +99,7 @@ def main() -> int:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "full_ranking_eval_seconds_median": round(statistics.median(eval_seconds), 3),
         "valid_ndcg10_by_epoch": [round(r["valid"]["NDCG@10"], 4) for r in records if "valid" in r],
+        "test_ndcg10_by_epoch": test_curve(records),     # logged with eval.report_test, never used to choose
         "test_at": test_at(run, config),
         "references": REFERENCES,
     }
@@ -122,12 +123,21 @@ def test_at(run, config) -> dict:
                     batch_size=config.eval.batch_size)
 
 
+def test_curve(records: list[dict]) -> list[float]:
+    """Test NDCG@10 after each epoch that logged it (`eval.report_test`)."""
+    return [round(r["test"]["NDCG@10"], 4) for r in records if "test" in r]
+
+
 def add_metrics(result_path: Path) -> int:
-    """Load the run of a results file (best checkpoint) and add its `test_at` metrics to the file."""
+    """Load the run of a results file (best checkpoint) and add its `test_at` metrics (and its logged test
+    curve) to the file."""
     from seqrec.api import Run
 
     result = json.loads(result_path.read_text())
     run = Run.load(result["run_dir"])
+    log_file = Path(result["run_dir"]) / "log.jsonl"
+    if log_file.exists():
+        result["test_ndcg10_by_epoch"] = test_curve([json.loads(line) for line in log_file.read_text().splitlines()])
     result["test_at"] = test_at(run, run.config)
     if abs(result["test_at"]["NDCG@10"] - result["test"]["NDCG@10"]) > 1e-6:
         print(f"the run's best checkpoint gives test NDCG@10 {result['test_at']['NDCG@10']:.6f}, the file says "
