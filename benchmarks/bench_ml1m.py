@@ -84,7 +84,7 @@ def main() -> int:
     result = {
         "date": date.today().isoformat(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "torch": __import__("torch").__version__},
+                    "torch": __import__("torch").__version__, "device": _device_name(run.model)},
         "load": {"threads": __import__("torch").get_num_threads(),
                  "loadavg_1_5_15_at_start": [round(x, 2) for x in load_at_start],
                  "loadavg_1_5_15_at_end": [round(x, 2) for x in load_at_end]},
@@ -121,6 +121,14 @@ def test_at(run, config) -> dict:
 
     return evaluate(run.model, run.split.test, ks=AT_KS, exclude_history=config.eval.exclude_history,
                     batch_size=config.eval.batch_size)
+
+
+def _device_name(model) -> str:
+    """Where the model trained: `cpu`, or the CUDA device's name."""
+    import torch
+
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
 def test_curve(records: list[dict]) -> list[float]:
