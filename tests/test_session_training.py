@@ -64,3 +64,20 @@ def test_session_protocol_cannot_split_prepared_data(tmp_path):
     data = seqrec.load(tmp_path / "train.txt", format="sessions")
     with pytest.raises(ConfigError, match="session"):
         api.train(data, model="pop", split={"protocol": "session"})
+
+
+def test_session_protocol_without_validation_trains_on_every_training_session(tmp_path):
+    _write_sessions(tmp_path)
+    config = {"data": {"path": str(tmp_path / "train.txt"), "test_path": str(tmp_path / "test.txt"),
+                       "format": "sessions"},
+              "split": {"protocol": "session", "validation": "none"},
+              "train": {"epochs": 2, "patience": 1, "batch_size": 64, "lr": 5e-3, "progress": False, "seed": 1},
+              "eval": {"ks": [20], "metric": "MRR@20"}}
+    run = api.train(config=api.make_config(model={"name": "srgnn", "dim": 16, "max_len": 10}, **config),
+                    out=tmp_path / "run")
+    summary = run.split.summary()
+    assert summary["train_sessions"] == 800 and summary["valid_sessions"] == 0 and len(run.split.valid) == 0
+    assert run.results["valid"] == {} and run.results["best_epoch"] == run.results["epochs_run"] == 2
+    assert Run.load(tmp_path / "run").evaluate("test") == pytest.approx(run.results["test"])
+    with pytest.raises(ConfigError, match="valid_fraction is 0.01"):
+        api.make_config(split={"protocol": "session", "validation": "none", "valid_fraction": 0.01})

@@ -83,7 +83,7 @@ def load_session_split(config: RunConfig) -> Split:
     from seqrec.data.readers import read_interactions
 
     d, s = config.data, config.split
-    valid_fraction = s.valid_fraction if s.valid_fraction is not None else 0.1
+    valid_fraction = 0.0 if s.validation == "none" else s.valid_fraction if s.valid_fraction is not None else 0.1
     if d.test_path is not None:
         return sessions.load_session_files(d.path, d.test_path, valid_fraction=valid_fraction,
                                            valid_sessions=s.valid_sessions, seed=s.seed)

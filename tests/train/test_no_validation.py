@@ -67,7 +67,7 @@ def test_cli_says_which_epoch_it_tested(ml100k, tmp_path):
     assert rows == ["test"]
 
 
-def test_only_leave_one_out_has_the_option():
+def test_the_temporal_protocol_refuses_the_option():
     with pytest.raises(ConfigError, match="split.validation"):
         load_config(None, ["split.protocol=temporal", "split.valid_fraction=0.1", "split.test_fraction=0.1",
                            "split.validation=none"])

@@ -118,13 +118,18 @@ class SplitConfig(_Section):
     validation: Literal["item", "none"] = Field(
         "item", description="leave_one_out: 'item' holds out each user's second-to-last item to choose the epoch; "
                             "'none' trains on it too (the BERT4Rec and HSTU papers' code) and tests the last "
-                            "epoch's model: set train.epochs, patience is not used")
+                            "epoch's model: set train.epochs, patience is not used. session: 'none' trains on "
+                            "every training session (no valid_fraction held out), e.g. to refit with the epoch "
+                            "count a validated run chose")
 
     @model_validator(mode="after")
     def _protocol_options(self) -> SplitConfig:
-        if self.validation == "none" and self.protocol != "leave_one_out":
-            raise fail(f"split.validation 'none' is a leave_one_out option; the {self.protocol} protocol always "
-                       "has validation targets", key="split.validation")
+        if self.validation == "none" and self.protocol == "temporal":
+            raise fail("split.validation 'none' is a leave_one_out and session option; the temporal protocol's "
+                       "validation window is set by split.valid_fraction", key="split.validation")
+        if self.validation == "none" and self.protocol == "session" and self.valid_fraction is not None:
+            raise fail(f"split.validation 'none' holds out no session, but split.valid_fraction is "
+                       f"{self.valid_fraction}; drop one of them", key="split.validation")
         if self.protocol == "temporal":
             if self.valid_fraction is None or self.test_fraction is None:
                 raise fail("the temporal protocol needs split.valid_fraction and split.test_fraction",
