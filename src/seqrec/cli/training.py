@@ -54,9 +54,12 @@ def train(config_path: str | None, overrides: tuple[str, ...], out: str | None, 
 
     setup_logging(quiet)
     config = _train_config(config_path, overrides, out, resume, quiet)
-    if config_path is None and not resume:
-        click.echo("no -c CONFIG given: training the built-in default, SASRec on the demo data (see configs/ for "
-                   "others, `seqrec train --keys` for every setting)", err=True)
+    if config_path is None and not resume and config is not None:
+        default = config.data.path == "demo" and config.model.name == "sasrec"
+        what = ("the built-in default, SASRec on the demo data" if default else
+                f"the built-in defaults with --set: {config.model.name} on {config.data.path}")
+        click.echo(f"no -c CONFIG given: training {what} (see configs/ for others, `seqrec train --keys` for every "
+                   "setting)", err=True)
     out = _run_dir(out, config)
     from seqrec.train import distributed
 
