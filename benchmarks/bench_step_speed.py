@@ -68,8 +68,11 @@ PRECISION = {"sasrec": ("ml1m_sasrec.yaml", []), "sasrec (bf16)": ("ml1m_sasrec.
              "hstu_large": ("ml1m_hstu_large.yaml", []),
              "hstu_large (bf16)": ("ml1m_hstu_large.yaml", ["train.precision=bf16"])}
 PRECISION_PAIRS = {"sasrec (bf16)": "sasrec", "hstu_large (bf16)": "hstu_large"}
-SETS = {"hstu": (CASES, PAIRS), "precision": (PRECISION, PRECISION_PAIRS), "zoo": (ZOO, ZOO_PAIRS),
-        "sessions": (SESSIONS, SESSION_PAIRS),
+# `--set mol`: HSTU-large with and without the mixture-of-logits similarity (the ratio is MoL's cost)
+MOL = {"hstu_large": ("ml1m_hstu_large.yaml", []), "hstu_large_mol": ("ml1m_hstu_large_mol.yaml", [])}
+MOL_PAIRS = {"hstu_large_mol": "hstu_large"}
+SETS = {"hstu": (CASES, PAIRS), "mol": (MOL, MOL_PAIRS), "precision": (PRECISION, PRECISION_PAIRS),
+        "zoo": (ZOO, ZOO_PAIRS), "sessions": (SESSIONS, SESSION_PAIRS),
         "ml1m": (ML1M, ML1M_PAIRS), "short": (SHORT, SHORT_PAIRS)}
 
 

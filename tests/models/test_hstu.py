@@ -354,3 +354,38 @@ def test_block_matches_the_formula_in_value_and_gradients():
     assert torch.allclose(outputs[0][0], outputs[1][0], atol=1e-12)
     for a, b in zip(outputs[0][1], outputs[1][1], strict=True):
         assert torch.allclose(a, b, atol=1e-10)
+
+
+@pytest.mark.parametrize("rows_per_chunk", [1, 4, 100])
+def test_mol_gathered_chunks_match_autograd_of_the_unchunked_formula(rows_per_chunk):
+    """MoL's `gathered` scores a few query rows at a time and recomputes them in its backward; its values and
+    every gradient (queries, table, projections, gates, logit gate) equal autograd's through `pairwise` on the
+    gathered rows, with ids repeated within and across rows (the table gradient sums them)."""
+    torch.manual_seed(3)
+    mol = MixtureOfLogits(6, components=3, component_dim=4, temperature=0.1).double()
+    mol.gather_block = rows_per_chunk * 5 * 3 * 4                                     # rows x K x P x d
+    queries = torch.randn(9, 6, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(7, 6, dtype=torch.float64, requires_grad=True)
+    ids = torch.randint(0, 7, (9, 5), generator=torch.Generator().manual_seed(4))
+    params = [queries, table, *mol.parameters()]
+    weights = torch.randn(9, 5, dtype=torch.float64)
+    reference = mol.pairwise(queries, table[ids])
+    expected = torch.autograd.grad((reference * weights).sum(), params)
+    scores = mol.gathered(queries, table, ids)
+    assert torch.allclose(scores, reference, atol=1e-12)
+    for got, want in zip(torch.autograd.grad((scores * weights).sum(), params), expected, strict=True):
+        assert torch.allclose(got, want, atol=1e-10)
+    assert torch.autograd.gradcheck(lambda q, t: mol.gathered(q, t, ids), (queries, table))
+
+
+def test_mol_gathered_under_bf16_autocast_follows_the_fp32_scores():
+    torch.manual_seed(5)
+    mol = MixtureOfLogits(8, components=2, component_dim=4, temperature=0.1)
+    queries, table = torch.randn(12, 8, requires_grad=True), torch.randn(10, 8, requires_grad=True)
+    ids = torch.randint(1, 10, (12, 6))
+    exact = mol.gathered(queries, table, ids)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = mol.gathered(queries, table, ids)
+    low.sum().backward()                                                             # backward outside autocast
+    assert low.dtype == torch.float32 and queries.grad is not None and table.grad is not None
+    assert (low - exact).abs().max() < 0.05 * exact.abs().max()

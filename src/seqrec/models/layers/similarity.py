@@ -18,7 +18,8 @@ L2-normalised item embeddings divided by a temperature, which is `cosine`.
 
 from __future__ import annotations
 
-from typing import Protocol
+import functools
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -102,15 +103,18 @@ class MixtureOfLogits(nn.Module):
         temperature: the mixed cosine is divided by this.
         hidden: width of the query and item gating MLPs (default D).
         max_block: `forward` scores the items in chunks of at most this many pair logits.
+        gather_block: `gathered` scores the query rows in chunks of at most this many gathered component values
+            (rows x K x P x d); default 2^19 on CPU (a chunk's 2 MB stay in cache), 2^26 on an accelerator.
     """
 
     def __init__(self, dim: int, components: int = 4, component_dim: int | None = None, temperature: float = 0.05,
-                 hidden: int | None = None, max_block: int = 1 << 22) -> None:
+                 hidden: int | None = None, max_block: int = 1 << 22, gather_block: int | None = None) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.components, self.component_dim = int(components), int(component_dim or dim)
         self.temperature, self.max_block = float(temperature), int(max_block)
+        self.gather_block = gather_block
         pairs, hidden = self.components ** 2, int(hidden or dim)
         self.query_proj = nn.Linear(dim, self.components * self.component_dim)
         self.item_proj = nn.Linear(dim, self.components * self.component_dim)
@@ -150,11 +154,88 @@ class MixtureOfLogits(nn.Module):
         positions against a 3,417-row table on ML-1M)."""
         if ids.numel() < table.shape[0] or not isinstance(table, Tensor):                  # few ids: per id
             return self.pairwise(queries, table[ids])
-        q = self._parts(queries, self.query_proj)                                          # [M, P, d]
-        x = self._parts(table, self.item_proj)[ids]                                        # [M, K, P, d]
-        logits = torch.einsum("mpd,mkrd->mkpr", q, x).flatten(2)                           # [M, K, P*P]
-        gate = self.query_gate(queries).unsqueeze(1) + self.item_gate(table)[ids]          # [M, K, P*P]
-        return self._mix(logits, gate)                                                     # [M, K]
+        block = self.gather_block or (1 << 19 if queries.device.type == "cpu" else 1 << 26)
+        rows = max(1, block // max(1, ids.shape[1] * self.components * self.component_dim))
+        # the pairs in item-major order (r, p), the order in which one product gives the logits: the gates and
+        # the logit gate are permuted to it (their own order is query-major, (p, r))
+        order = torch.arange(self.components ** 2, device=queries.device).view(self.components, -1).t().flatten()
+        inputs = (self._parts(queries, self.query_proj), self._parts(table, self.item_proj),  # [M, P, d], [N, P, d]
+                  self.query_gate(queries)[:, order], self.item_gate(table)[:, order],         # [M, P*P], [N, P*P]
+                  self.logit_gate.weight[order][:, order], self.logit_gate.bias[order])
+        dtype = functools.reduce(torch.promote_types, [t.dtype for t in inputs])           # fp32 under autocast
+        with torch.autocast(queries.device.type, enabled=False):
+            return _GatheredMixture.apply(*(t.to(dtype) for t in inputs), ids, self.temperature, rows)  # [M, K]
+
+
+class _GatheredMixture(torch.autograd.Function):
+    """MoL's `gathered` scores, computed `rows` query rows at a time and recomputed in the backward.
+
+    Through autograd, scoring M positions against K drawn items each materialises the gathered item components
+    [M, K, P, d] (ML-1M, HSTU-large: 19,000 positions x 128 negatives x 4 x 32 floats = 1.2 GB), writes a
+    gradient of the same size and scatters it back, and keeps the [M, K, P*P] logits, gates and weights for the
+    backward: most of an HSTU-large + MoL step. Here each chunk's gathered components stay in cache: the forward
+    keeps only the scores' inputs, and the backward gathers each chunk again, recomputes its mixture and writes
+    the gradients of the query components, the table's components (summed per table row), both gate terms and
+    the logit gate's weight and bias, which are autograd's (tested against it in float64).
+
+    The pairs come in item-major order (r, p). With u = sum_j w_j l_j over the P*P pair logits l, w = softmax(z),
+    z = gate_q + gate_x + l W^T + b and score u / T: du/dz_i = w_i (l_i - u) and du/dl_j = w_j + sum_i du/dz_i W_ij.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, q: Tensor, x: Tensor, gate_q: Tensor, gate_x: Tensor, weight: Tensor, bias: Tensor,
+                ids: Tensor, temperature: float, rows: int) -> Tensor:
+        ctx.save_for_backward(q, x, gate_q, gate_x, weight, bias, ids)
+        ctx.temperature, ctx.rows = temperature, rows
+        dtype = torch.promote_types(q.dtype, x.dtype)
+        out = q.new_empty(ids.shape, dtype=dtype)
+        for start in range(0, ids.shape[0], rows):
+            chunk = slice(start, start + rows)
+            out[chunk] = _GatheredMixture._mixture(q[chunk], x, gate_q[chunk], gate_x, weight, bias,
+                                                   ids[chunk])[3] / temperature
+        return out
+
+    @staticmethod
+    def _mixture(q: Tensor, x: Tensor, gate_q: Tensor, gate_x: Tensor, weight: Tensor, bias: Tensor, ids: Tensor
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(gathered components [c, K*P, d], logits [c, K, P*P], mixture weights [c, K, P*P], mixed logits u
+        [c, K]) of one chunk of rows."""
+        c, k = ids.shape
+        flat = ids.flatten()
+        parts = x.flatten(1).index_select(0, flat).view(c, k * x.shape[1], -1)     # [c, K*P, d]
+        logits = torch.bmm(parts, q.transpose(1, 2)).view(c, k, -1)                  # [c, K, P*P], (r, p)
+        z = torch.addmm(bias, logits.flatten(0, 1), weight.t()).view_as(logits)      # l W^T + b
+        z += gate_q.unsqueeze(1)
+        z += gate_x.index_select(0, flat).view_as(z)
+        weights = torch.softmax(z, dim=-1)
+        return parts, logits, weights, (weights * logits).sum(-1)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        q, x, gate_q, gate_x, weight, bias, ids = ctx.saved_tensors
+        p = q.shape[1]
+        grad_q, grad_x = torch.zeros_like(q), torch.zeros_like(x)
+        grad_gate_q, grad_gate_x = torch.zeros_like(gate_q), torch.zeros_like(gate_x)
+        grad_weight, grad_bias = torch.zeros_like(weight), torch.zeros_like(bias)
+        for start in range(0, ids.shape[0], ctx.rows):
+            chunk = slice(start, start + ctx.rows)
+            rows_ids = ids[chunk]
+            c, k = rows_ids.shape
+            parts, logits, weights, mixed = _GatheredMixture._mixture(q[chunk], x, gate_q[chunk], gate_x, weight, bias,
+                                                               rows_ids)
+            g = (grad_out[chunk] / ctx.temperature).unsqueeze(-1)                    # [c, K, 1]
+            grad_z = g * weights * (logits - mixed.unsqueeze(-1))                    # [c, K, P*P]
+            flat_z = grad_z.flatten(0, 1)                                            # [c*K, P*P]
+            grad_logits = (g * weights).flatten(0, 1).addmm_(flat_z, weight).view_as(logits)
+            grad_weight.addmm_(flat_z.t(), logits.flatten(0, 1))
+            grad_bias += flat_z.sum(0)
+            grad_gate_q[chunk] = grad_z.sum(1)
+            grad_gate_x.index_add_(0, rows_ids.flatten(), flat_z)
+            grad_l = grad_logits.view(c, -1, p)                                      # [c, K*P(r), P(p)]
+            grad_q[chunk] = torch.bmm(grad_l.transpose(1, 2), parts)                 # [c, P, d]
+            grad_parts = torch.bmm(grad_l, q[chunk])                                 # [c, K*P, d]
+            grad_x.index_add_(0, rows_ids.flatten(), grad_parts.view(c * k, *x.shape[1:]))
+        return grad_q, grad_x, grad_gate_q, grad_gate_x, grad_weight, grad_bias, None, None, None
 
 
 SIMILARITIES = {"dot": DotProduct, "cosine": Cosine, "mol": MixtureOfLogits}
