@@ -55,6 +55,27 @@ def test_training_keeps_and_tests_the_last_epoch(ml100k, tmp_path):
     assert len(again.split.valid) == 0 and again.evaluate("test") == pytest.approx(run.results["test"])
 
 
+def test_a_resumed_run_keeps_its_latest_epoch_and_writes_it_as_best(ml100k, tmp_path):
+    """Without validation, best.pt holds the last epoch's weights, also after a resume (nothing from an earlier
+    best.pt comes back over the resumed weights)."""
+    import torch
+
+    from seqrec.train.checkpoint import load_checkpoint
+
+    path, out = ml100k[0], tmp_path / "run"
+    common = {"model": MODEL, "split": {"validation": "none"}, "eval": {"ks": [10]}}
+    train = {"patience": 1, "progress": False, "seed": 0, "lr": 3e-3}
+    api.train(path, **common, train={**train, "epochs": 2}, out=out)
+    first = load_checkpoint(out / "checkpoints" / "best.pt")
+    assert first["epoch"] == 2
+    run = api.train(path, **common, train={**train, "epochs": 3}, out=out, resume=True)
+    best, last = (load_checkpoint(out / "checkpoints" / name) for name in ("best.pt", "last.pt"))
+    assert run.results["best_epoch"] == best["epoch"] == 3
+    for name, value in run.model.state_dict().items():
+        assert torch.equal(best["state_dict"][name], value) and torch.equal(last["state_dict"][name], value)
+    assert any(not torch.equal(first["state_dict"][n], v) for n, v in best["state_dict"].items())
+
+
 def test_cli_says_which_epoch_it_tested(ml100k, tmp_path):
     path = ml100k[0]
     result = CliRunner().invoke(cli, ["train", "--set", f"data.path={path}", "--out", str(tmp_path / "run"),

@@ -312,10 +312,11 @@ class Trainer:
         epoch_log = EpochLog(RunDir(self.run_dir).log) if self.run_dir is not None and self.writes else None
         if epoch_log is not None:
             epoch_log.truncate_after(self.state.epoch)
-        best_weights = self._best_weights()
+        # without validation the latest epoch is the one kept: no copy of the weights, best.pt written at the end
+        best_weights = self._best_weights() if self.validating else None
         while self.state.epoch < self.train_cfg.epochs and self.state.stopped is None:
             record = self._run_epoch(self.state.epoch + 1)
-            if record.get("improved"):
+            if record.get("improved") and self.validating:
                 best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 self._save(BEST, best_weights)
             self.state.history.append(record)
@@ -324,6 +325,8 @@ class Trainer:
             self._save_last()
         if best_weights is not None:
             self.model.load_state_dict(best_weights)
+        if not self.validating and self.state.epoch:
+            self._save(BEST, self.model.state_dict())
         if self.run_dir is not None and self.writes:
             plot_curves(self.state.history, RunDir(self.run_dir).curves, metric=self.eval_cfg.metric)
         return self.state
