@@ -104,7 +104,7 @@ class MixtureOfLogits(nn.Module):
         hidden: width of the query and item gating MLPs (default D).
         max_block: `forward` scores the items in chunks of at most this many pair logits.
         gather_block: `gathered` scores the query rows in chunks of at most this many gathered component values
-            (rows x K x P x d); default 2^19 on CPU (a chunk's 2 MB stay in cache), 2^26 on an accelerator.
+            (rows x K x P x d); default 2^19 per CPU thread (2 MB each, kept in cache), 2^26 on an accelerator.
     """
 
     def __init__(self, dim: int, components: int = 4, component_dim: int | None = None, temperature: float = 0.05,
@@ -154,7 +154,7 @@ class MixtureOfLogits(nn.Module):
         positions against a 3,417-row table on ML-1M)."""
         if ids.numel() < table.shape[0] or not isinstance(table, Tensor):                  # few ids: per id
             return self.pairwise(queries, table[ids])
-        block = self.gather_block or (1 << 19 if queries.device.type == "cpu" else 1 << 26)
+        block = self.gather_block or ((1 << 19) * torch.get_num_threads() if queries.device.type == "cpu" else 1 << 26)
         rows = max(1, block // max(1, ids.shape[1] * self.components * self.component_dim))
         # the pairs in item-major order (r, p), the order in which one product gives the logits: the gates and
         # the logit gate are permuted to it (their own order is query-major, (p, r))
