@@ -18,7 +18,9 @@ prefix: ~3,834 steps an epoch against SASRec's 47) for their seconds-per-epoch e
 shipped ML-1M sequence config (`configs/ml1m_*.yaml` but the session models and Pop), the figures the
 reproduction table quotes. `--set short` times GRU4Rec (packed and over the padded width) against SASRec on a
 log of short histories (Amazon Video Games, SASRec's file: mean length 9.3, windows of 50). `--set precision`
-times SASRec (full CE) and HSTU-large in fp32 and with `train.precision=bf16`.
+times SASRec (full CE) and HSTU-large in fp32 and with `train.precision=bf16`. `--set mol` times HSTU-large with
+and without the MoL similarity; `--set scores` HSTU and SASRec-sampled with their per-position negatives scored
+through all-items products and through chunked gathers (the loss's two paths, switched within one process).
 
 `--full-epochs` times whole epochs instead of sampled steps (each round is one epoch of every config, all of its
 batches): the training seconds per epoch measured, not estimated. Run it alone: speed figures count only when
@@ -71,8 +73,16 @@ PRECISION_PAIRS = {"sasrec (bf16)": "sasrec", "hstu_large (bf16)": "hstu_large"}
 # `--set mol`: HSTU-large with and without the mixture-of-logits similarity (the ratio is MoL's cost)
 MOL = {"hstu_large": ("ml1m_hstu_large.yaml", []), "hstu_large_mol": ("ml1m_hstu_large_mol.yaml", [])}
 MOL_PAIRS = {"hstu_large_mol": "hstu_large"}
-SETS = {"hstu": (CASES, PAIRS), "mol": (MOL, MOL_PAIRS), "precision": (PRECISION, PRECISION_PAIRS),
-        "zoo": (ZOO, ZOO_PAIRS), "sessions": (SESSIONS, SESSION_PAIRS),
+# `--set scores`: per-position negatives scored through all-items products (the loss's path for catalogues of at
+# most 8 table rows per negative) against chunked gathers of the drawn vectors (its path beyond), same process
+SCORES = {f"{name} ({path})": (f"ml1m_{name}.yaml", []) for name in ("hstu", "sasrec_sampled")
+          for path in ("all-items scores", "gathered")}
+SCORES_PAIRS = {f"{name} (gathered)": f"{name} (all-items scores)" for name in ("hstu", "sasrec_sampled")}
+# `seqrec.train.losses` settings a case steps under (restored after it)
+LOSS_SETTINGS = {f"{name} (all-items scores)": {"DENSE_ROWS_PER_NEGATIVE": 10 ** 9}
+                 for name in ("hstu", "sasrec_sampled")}
+SETS = {"hstu": (CASES, PAIRS), "mol": (MOL, MOL_PAIRS), "scores": (SCORES, SCORES_PAIRS),
+        "precision": (PRECISION, PRECISION_PAIRS), "zoo": (ZOO, ZOO_PAIRS), "sessions": (SESSIONS, SESSION_PAIRS),
         "ml1m": (ML1M, ML1M_PAIRS), "short": (SHORT, SHORT_PAIRS)}
 
 
@@ -100,6 +110,7 @@ def main() -> int:
     from seqrec import api
     from seqrec.config import load_config
     from seqrec.models import build_model
+    from seqrec.train import losses
     from seqrec.train.trainer import Trainer, length_batches
 
     torch.set_num_threads(args.threads)
@@ -123,18 +134,30 @@ def main() -> int:
             return length_batches(order, lengths, size, rng)
         return [order[i:i + size] for i in range(0, order.shape[0] - size + 1, size)]
 
-    batches = {name: epoch_batches(trainer) for name, trainer in trainers.items()}
-    for name, trainer in trainers.items():                                     # warm-up
-        trainer._step(batches[name][0])
-    times: dict[str, list[float]] = {name: [] for name in trainers}
-    for round_ in range(args.rounds):
-        for name, trainer in trainers.items():
-            chosen = (batches[name] if args.full_epochs
-                      else batches[name][1 + round_ * args.steps: 1 + (round_ + 1) * args.steps])
+    def steps(name: str, chosen: list) -> float:
+        """Seconds for `chosen` batches of the case `name`, under its loss settings."""
+        settings = LOSS_SETTINGS.get(name, {})
+        saved = {key: getattr(losses, key) for key in settings}
+        for key, value in settings.items():
+            setattr(losses, key, value)
+        try:
             started = time.perf_counter()
             for rows in chosen:
-                trainer._step(rows)
-            times[name].append((time.perf_counter() - started) / len(chosen) * 1000)
+                trainers[name]._step(rows)
+            return time.perf_counter() - started
+        finally:
+            for key, value in saved.items():
+                setattr(losses, key, value)
+
+    batches = {name: epoch_batches(trainer) for name, trainer in trainers.items()}
+    for name in trainers:                                                      # warm-up
+        steps(name, batches[name][:1])
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    for round_ in range(args.rounds):
+        for name in trainers:
+            chosen = (batches[name] if args.full_epochs
+                      else batches[name][1 + round_ * args.steps: 1 + (round_ + 1) * args.steps])
+            times[name].append(steps(name, chosen) / len(chosen) * 1000)
         print(f"round {round_ + 1}: " + ", ".join(f"{n} {t[-1]:.0f} ms" for n, t in times.items()), flush=True)
     rows = {name: {"ms_per_step_median": round(statistics.median(t), 1), "ms_per_step": [round(x, 1) for x in t],
                    "steps_per_epoch": len(batches[name]), "batching": trainers[name].train_cfg.batching,

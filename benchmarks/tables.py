@@ -12,8 +12,8 @@ Tables:
   average when its results file records them; older files did not, and their seconds are marked unclean).
 - `ml1m`: every ML-1M results file (`results/ml1m_*.json`), the table `bench_ml1m.py --table` prints.
 - `ml1m-speed`: training seconds per epoch of every shipped ML-1M config (`results/step_speed_ml1m.json`,
-  written by `bench_step_speed.py --set ml1m --full-epochs`); `precision-speed` and `mol-speed` the same for
-  `--set precision` and `--set mol`.
+  written by `bench_step_speed.py --set ml1m --full-epochs`); `precision-speed`, `mol-speed` and `scores-speed` the same
+  for `--set precision`, `--set mol` and `--set scores`.
 """
 
 from __future__ import annotations
@@ -150,7 +150,8 @@ def ml1m_speed_table(name: str = "ml1m") -> str:
 TABLES: dict[str, Callable[[], str]] = {"reproduction": reproduction_table, "ml1m": ml1m_table,
                                         "ml1m-speed": ml1m_speed_table,
                                         "precision-speed": lambda: ml1m_speed_table("precision"),
-                                        "mol-speed": lambda: ml1m_speed_table("mol")}
+                                        "mol-speed": lambda: ml1m_speed_table("mol"),
+                                        "scores-speed": lambda: ml1m_speed_table("scores")}
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 
 
