@@ -195,6 +195,15 @@ def sampled_softmax(states: Tensor, targets: Tensor, table: Rows, similarity: Si
     return F.cross_entropy(logits, torch.zeros_like(targets))
 
 
+def _saved_and_gradients(ctx: Any) -> tuple[tuple[Tensor, ...], Tensor | None, Tensor | None]:
+    """The saved (q, v, ids) of a scoring function's context, and the gradients of q (to fill) and v (to add
+    into) when they are needed."""
+    q, v, ids = ctx.saved_tensors
+    grad_q = torch.empty_like(q) if ctx.needs_input_grad[0] else None
+    grad_v = torch.zeros_like(v) if ctx.needs_input_grad[1] else None
+    return (q, v, ids), grad_q, grad_v
+
+
 class _ColumnScores(torch.autograd.Function):
     """`(q @ v.T).gather(1, cols)`, computed in chunks of `rows` rows through one [rows, N] buffer.
 
@@ -220,10 +229,8 @@ class _ColumnScores(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
-        q, v, cols = ctx.saved_tensors
+        (q, v, cols), grad_q, grad_v = _saved_and_gradients(ctx)
         rows = ctx.rows
-        grad_q = torch.empty_like(q) if ctx.needs_input_grad[0] else None
-        grad_v = torch.zeros_like(v) if ctx.needs_input_grad[1] else None
         buffer = q.new_empty(min(rows, q.shape[0]), v.shape[0])                    # [rows, N]
         for start in range(0, q.shape[0], rows):
             stop = min(start + rows, q.shape[0])
@@ -259,9 +266,7 @@ class _GatheredDot(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
-        q, v, ids = ctx.saved_tensors
-        grad_q = torch.empty_like(q) if ctx.needs_input_grad[0] else None
-        grad_v = torch.zeros_like(v) if ctx.needs_input_grad[1] else None
+        (q, v, ids), grad_q, grad_v = _saved_and_gradients(ctx)
         grad = grad.to(q.dtype)
         for start in range(0, q.shape[0], ctx.rows):
             stop = min(start + ctx.rows, q.shape[0])
