@@ -20,7 +20,8 @@ reproduction table quotes. `--set short` times GRU4Rec (packed and over the padd
 log of short histories (Amazon Video Games, SASRec's file: mean length 9.3, windows of 50). `--set precision`
 times SASRec (full CE) and HSTU-large in fp32 and with `train.precision=bf16`. `--set mol` times HSTU-large with
 and without the MoL similarity; `--set scores` HSTU and SASRec-sampled with their per-position negatives scored
-through all-items products and through chunked gathers (the loss's two paths, switched within one process).
+through all-items products and through chunked gathers (the loss's two paths, switched within one process);
+`--set fused` HSTU and HSTU-large with the plain and the fused attention (also switched within one process).
 
 `--full-epochs` times whole epochs instead of sampled steps (each round is one epoch of every config, all of its
 batches): the training seconds per epoch measured, not estimated. Run it alone: speed figures count only when
@@ -35,6 +36,7 @@ Writes `benchmarks/results/step_speed_<set>.json`.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -78,12 +80,18 @@ MOL_PAIRS = {"hstu_large_mol": "hstu_large"}
 SCORES = {f"{name} ({path})": (f"ml1m_{name}.yaml", []) for name in ("hstu", "sasrec_sampled")
           for path in ("all-items scores", "gathered")}
 SCORES_PAIRS = {f"{name} (gathered)": f"{name} (all-items scores)" for name in ("hstu", "sasrec_sampled")}
-# `seqrec.train.losses` settings a case steps under (restored after it)
-LOSS_SETTINGS = {f"{name} (all-items scores)": {"DENSE_ROWS_PER_NEGATIVE": 10 ** 9}
-                 for name in ("hstu", "sasrec_sampled")}
+# `--set fused`: HSTU's blocks with their attention maps made whole (autograd) or a few rows at a time
+FUSED = {f"{name} ({path})": (f"ml1m_{name}.yaml", []) for name in ("hstu", "hstu_large")
+         for path in ("plain attention", "fused attention")}
+FUSED_PAIRS = {f"{name} (fused attention)": f"{name} (plain attention)" for name in ("hstu", "hstu_large")}
+# module settings a case steps under (restored after it): {case: {(module, attribute): value}}
+SETTINGS = {**{f"{name} (all-items scores)": {("seqrec.train.losses", "DENSE_ROWS_PER_NEGATIVE"): 10 ** 9}
+               for name in ("hstu", "sasrec_sampled")},
+            **{f"{name} (plain attention)": {("seqrec.models.layers.hstu", "FUSE_ATTENTION"): False}
+               for name in ("hstu", "hstu_large")}}
 SETS = {"hstu": (CASES, PAIRS), "mol": (MOL, MOL_PAIRS), "scores": (SCORES, SCORES_PAIRS),
-        "precision": (PRECISION, PRECISION_PAIRS), "zoo": (ZOO, ZOO_PAIRS), "sessions": (SESSIONS, SESSION_PAIRS),
-        "ml1m": (ML1M, ML1M_PAIRS), "short": (SHORT, SHORT_PAIRS)}
+        "fused": (FUSED, FUSED_PAIRS), "precision": (PRECISION, PRECISION_PAIRS), "zoo": (ZOO, ZOO_PAIRS),
+        "sessions": (SESSIONS, SESSION_PAIRS), "ml1m": (ML1M, ML1M_PAIRS), "short": (SHORT, SHORT_PAIRS)}
 
 
 def main() -> int:
@@ -110,7 +118,6 @@ def main() -> int:
     from seqrec import api
     from seqrec.config import load_config
     from seqrec.models import build_model
-    from seqrec.train import losses
     from seqrec.train.trainer import Trainer, length_batches
 
     torch.set_num_threads(args.threads)
@@ -136,18 +143,19 @@ def main() -> int:
 
     def steps(name: str, chosen: list) -> float:
         """Seconds for `chosen` batches of the case `name`, under its loss settings."""
-        settings = LOSS_SETTINGS.get(name, {})
-        saved = {key: getattr(losses, key) for key in settings}
-        for key, value in settings.items():
-            setattr(losses, key, value)
+        settings = {(importlib.import_module(module), attribute): value
+                    for (module, attribute), value in SETTINGS.get(name, {}).items()}
+        saved = {key: getattr(*key) for key in settings}
+        for (module, attribute), value in settings.items():
+            setattr(module, attribute, value)
         try:
             started = time.perf_counter()
             for rows in chosen:
                 trainers[name]._step(rows)
             return time.perf_counter() - started
         finally:
-            for key, value in saved.items():
-                setattr(losses, key, value)
+            for (module, attribute), value in saved.items():
+                setattr(module, attribute, value)
 
     batches = {name: epoch_batches(trainer) for name, trainer in trainers.items()}
     for name in trainers:                                                      # warm-up

@@ -12,8 +12,8 @@ Tables:
   average when its results file records them; older files did not, and their seconds are marked unclean).
 - `ml1m`: every ML-1M results file (`results/ml1m_*.json`), the table `bench_ml1m.py --table` prints.
 - `ml1m-speed`: training seconds per epoch of every shipped ML-1M config (`results/step_speed_ml1m.json`,
-  written by `bench_step_speed.py --set ml1m --full-epochs`); `precision-speed`, `mol-speed` and `scores-speed` the same
-  for `--set precision`, `--set mol` and `--set scores`.
+  written by `bench_step_speed.py --set ml1m --full-epochs`); `precision-speed`, `mol-speed`, `scores-speed` and
+  `fused-speed` the same for `--set precision`, `--set mol`, `--set scores` and `--set fused`.
 """
 
 from __future__ import annotations
@@ -157,7 +157,8 @@ TABLES: dict[str, Callable[[], str]] = {"reproduction": reproduction_table, "ml1
                                         "ml1m-speed": ml1m_speed_table,
                                         "precision-speed": lambda: ml1m_speed_table("precision"),
                                         "mol-speed": lambda: ml1m_speed_table("mol"),
-                                        "scores-speed": lambda: ml1m_speed_table("scores")}
+                                        "scores-speed": lambda: ml1m_speed_table("scores"),
+                                        "fused-speed": lambda: ml1m_speed_table("fused")}
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 
 

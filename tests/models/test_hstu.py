@@ -114,6 +114,67 @@ def test_hstu_attention_has_no_softmax_hand_check():
     assert not torch.allclose(weights[0, 0].sum(-1), torch.ones(4))                   # rows do not sum to 1
 
 
+@pytest.mark.parametrize("block_values", [1, 2 * 6 * 6, 10 ** 9], ids=["row-per-chunk", "two-rows", "one-chunk"])
+@pytest.mark.parametrize("kind", ["shared-bias", "time-bias"])
+def test_fused_pointwise_attention_equals_autograd_of_the_plain_block(block_values, kind, monkeypatch):
+    """The fused attention (maps made a few batch rows at a time, recomputed in the backward) gives the plain
+    block's output and the gradients of the input and of every parameter before the output projection, with
+    padded rows, a bias shared by the
+    batch (positions) or one per row (time buckets), in float64."""
+    from seqrec.models.layers import hstu as layers
+
+    monkeypatch.setattr(layers, "POINTWISE_BLOCK", block_values)
+    torch.manual_seed(6)
+    buckets_n = 8 if kind == "time-bias" else 0
+    block = HSTUBlock(dim=6, num_heads=2, attention_dim=3, linear_dim=4, dropout=0.0, max_len=6,
+                      num_buckets=buckets_n).double()
+    with torch.no_grad():
+        for p in block.bias.parameters():
+            p.normal_()
+    valid = torch.tensor([[False, False, True, True, True, True], [True] * 6, [False] * 5 + [True]])
+    times = torch.cumsum(torch.randint(0, 5000, (3, 6)), 1) if buckets_n else None
+    distance, buckets = bias_indices(valid, times, 6, buckets_n)
+    allowed = causal_valid_mask(valid).double()
+    x = torch.randn(3, 6, 6, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(3, 6, 4 * 2, dtype=torch.float64)
+    params = [x, *block.uvqk.parameters(), *block.bias.parameters()]               # what reaches the gated output
+    outputs = {}
+    for fused in (False, True):
+        _, gated = block._attend(x, allowed, distance, buckets, fused=fused)
+        outputs[fused] = (gated, torch.autograd.grad((gated * weights).sum(), params))
+    assert torch.allclose(outputs[True][0], outputs[False][0], atol=1e-12)
+    for got, want in zip(outputs[True][1], outputs[False][1], strict=True):
+        assert torch.allclose(got, want, atol=1e-10)
+
+
+def test_the_block_fuses_its_attention_on_cpu_unless_attention_dropout_trains():
+    block = HSTUBlock(dim=6, num_heads=1, attention_dim=3, linear_dim=4, dropout=0.0, max_len=5,
+                      attention_dropout=0.5)
+    valid = torch.ones(2, 5, dtype=torch.bool)
+    distance, _ = bias_indices(valid, None, 5, 0)
+    x = torch.randn(2, 5, 6)
+    calls = []
+    original = block._attend
+    block._attend = lambda *args, **kwargs: calls.append(kwargs["fused"]) or original(*args, **kwargs)
+    block.train()(x, causal_valid_mask(valid), distance)
+    block.eval()(x, causal_valid_mask(valid), distance)
+    assert calls == [False, True]
+
+
+def test_fused_attention_under_bf16_autocast_follows_fp32():
+    torch.manual_seed(7)
+    block = HSTUBlock(dim=16, num_heads=2, attention_dim=8, linear_dim=8, dropout=0.0, max_len=12)
+    valid = torch.ones(4, 12, dtype=torch.bool)
+    distance, _ = bias_indices(valid, None, 12, 0)
+    x = torch.randn(4, 12, 16, requires_grad=True)
+    exact = block(x, causal_valid_mask(valid), distance)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = block(x, causal_valid_mask(valid), distance)
+    low.float().sum().backward()                                                      # backward outside autocast
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert (low.float() - exact).abs().max() < 0.05 * exact.abs().max()
+
+
 def test_relative_position_bias_enters_before_the_silu():
     block = HSTUBlock(dim=4, num_heads=2, attention_dim=3, linear_dim=2, dropout=0.0, max_len=4)
     valid = torch.ones(1, 4, dtype=torch.bool)

@@ -21,6 +21,8 @@ after it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -126,25 +128,99 @@ class HSTUBlock(nn.Module):
     def attention(self, x: Tensor, allowed: Tensor, distance: Tensor, buckets: Tensor | None = None
                   ) -> tuple[Tensor, Tensor]:
         """(weights A [B, H, L, L], gated output LayerNorm(A V) * U [B, L, H * linear_dim]) for x [B, L, D]."""
-        unscaled, gated = self._attend(x, allowed, distance, buckets)
+        unscaled, gated = self._attend(x, allowed, distance, buckets, fused=False)
+        assert unscaled is not None
         return unscaled / self.scale, gated
 
-    def _attend(self, x: Tensor, allowed: Tensor, distance: Tensor, buckets: Tensor | None) -> tuple[Tensor, Tensor]:
-        """(n A, gated output). The [B, H, L, L] maps are the block's largest tensors, so they are made twice
-        only (the scores, their SiLU): the bias is added to the scores in place and the mask multiplies the
-        SiLU's output in place (neither product's backward needs the overwritten values), and 1 / n scales
-        A V [B, L, H V] instead of A."""
+    def _attend(self, x: Tensor, allowed: Tensor, distance: Tensor, buckets: Tensor | None, *, fused: bool
+                ) -> tuple[Tensor | None, Tensor]:
+        """(n A, or None when fused; gated output). The [B, H, L, L] maps are the block's largest tensors. Fused
+        (on CPU, without attention dropout), `_PointwiseAttention` makes them a few rows at a time and
+        recomputes them in the backward, so they never exist whole. Otherwise they are made twice only (the
+        scores, their SiLU): the bias is added to the scores in place and the mask multiplies the SiLU's output
+        in place (neither product's backward needs the overwritten values). Either way 1 / n scales A V
+        [B, L, H V] instead of A."""
         b, length, _ = x.shape
         u, v, q, k = F.silu(self.uvqk(self.input_norm(x))).split(self.sizes, dim=-1)
         q = q.view(b, length, self.num_heads, self.attention_dim).transpose(1, 2)     # [B, H, L, A]
         k = k.view(b, length, self.num_heads, self.attention_dim).transpose(1, 2)     # [B, H, L, A]
         v = v.view(b, length, self.num_heads, self.linear_dim).transpose(1, 2)        # [B, H, L, V]
-        scores = (q @ k.transpose(-2, -1)).add_(self.bias(distance, buckets).unsqueeze(1))  # [B, H, L, L]
-        unscaled = F.silu(scores).mul_(allowed)                                        # n A; no softmax
-        mixed = (self.attention_dropout(unscaled) @ v) / self.scale                    # [B, H, L, V]
+        bias = self.bias(distance, buckets).unsqueeze(1)                               # [1 or B, 1, L, L]
+        unscaled = None
+        if fused:
+            rows = max(1, (POINTWISE_BLOCK * torch.get_num_threads()) // (self.num_heads * length * length))
+            mixed = _PointwiseAttention.apply(q, k, v, bias, allowed, rows) / self.scale      # [B, H, L, V]
+        else:
+            unscaled = F.silu((q @ k.transpose(-2, -1)).add_(bias)).mul_(allowed)   # n A [B, H, L, L]; no softmax
+            mixed = (self.attention_dropout(unscaled) @ v) / self.scale                # [B, H, L, V]
         return unscaled, self.output_norm(mixed.transpose(1, 2).reshape(b, length, -1)) * u
 
     def forward(self, x: Tensor, allowed: Tensor, distance: Tensor, buckets: Tensor | None = None) -> Tensor:
         """x [B, L, D] -> [B, L, D]; `allowed` [B, 1, L, L] (`causal_valid_mask`), indices of `bias_indices`."""
-        _, gated = self._attend(x, allowed, distance, buckets)
+        fused = (FUSE_ATTENTION and x.device.type == "cpu"
+                 and not (self.attention_dropout.training and self.attention_dropout.p > 0))
+        _, gated = self._attend(x, allowed, distance, buckets, fused=fused)
         return x + self.out(self.dropout(gated))
+
+
+def _rows(t: Tensor, rows: slice) -> Tensor:
+    """The batch rows `rows` of t [B, ...], or t itself when it is shared by the batch ([1, ...])."""
+    return t if t.shape[0] == 1 else t[rows]
+
+
+# the blocks' attention on CPU goes through `_PointwiseAttention` (False: the plain path, for A/B timings)
+FUSE_ATTENTION = True
+# attention-map values [rows x H x L x L] per chunk and CPU thread in `_PointwiseAttention` (1 MB)
+POINTWISE_BLOCK = 1 << 18
+
+
+class _PointwiseAttention(torch.autograd.Function):
+    """(SiLU(Q K^T + bias) * allowed) V, `rows` batch rows at a time, the maps recomputed in the backward.
+
+    Through autograd an HSTU block keeps two [B, H, L, L] maps for its backward (the scores and A: 40 MB each for
+    ML-1M's 128 x 2 x 200 x 200) and writes three more in it (dA, dS and the SiLU's gradient). Here each chunk's
+    maps stay in cache; the backward recomputes S = Q K^T + bias and A = SiLU(S) * allowed per chunk and writes
+    dV = A^T dO, dS = (dO V^T) * allowed * SiLU'(S) with SiLU'(s) = sigma(s) (1 + s (1 - sigma(s))),
+    dQ = dS K, dK = dS^T Q and the bias's gradient (dS summed over heads, and over the batch when the bias is
+    shared), as autograd's graph would (tested against it in float64). One attention layer's forward + backward
+    on [128, 2, 200, 25]: 0.19 s -> 0.10 s on one thread.
+    """
+
+    @staticmethod
+    def _scores(q: Tensor, k: Tensor, bias: Tensor, rows: slice) -> Tensor:
+        scores = torch.matmul(q[rows], k[rows].transpose(-2, -1))                      # [c, H, L, L]
+        scores += _rows(bias, rows)
+        return scores
+
+    @staticmethod
+    def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, allowed: Tensor, rows: int) -> Tensor:
+        ctx.save_for_backward(q, k, v, bias, allowed)
+        ctx.rows = rows
+        out = v.new_empty(*q.shape[:3], v.shape[-1])                                   # [B, H, L, V]
+        for start in range(0, q.shape[0], rows):
+            chunk = slice(start, start + rows)
+            weights = F.silu(_PointwiseAttention._scores(q, k, bias, chunk)).mul_(_rows(allowed, chunk))
+            torch.matmul(weights.to(v.dtype), v[chunk], out=out[chunk])
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        q, k, v, bias, allowed = ctx.saved_tensors
+        grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        grad_bias = torch.zeros_like(bias)
+        grad = grad.to(v.dtype)
+        for start in range(0, q.shape[0], ctx.rows):
+            chunk = slice(start, start + ctx.rows)
+            scores = _PointwiseAttention._scores(q, k, bias, chunk)
+            gate = torch.sigmoid(scores)
+            weights = (scores * gate).mul_(_rows(allowed, chunk))                             # A
+            torch.matmul(weights.transpose(-2, -1).to(v.dtype), grad[chunk], out=grad_v[chunk])
+            grad_scores = torch.matmul(grad[chunk], v[chunk].transpose(-2, -1)).mul_(_rows(allowed, chunk))
+            grad_scores = grad_scores.mul_(gate.mul_(scores.mul_(1 - gate).add_(1)))   # dS = dA * SiLU'(S)
+            torch.matmul(grad_scores.to(q.dtype), k[chunk], out=grad_q[chunk])
+            torch.matmul(grad_scores.transpose(-2, -1).to(q.dtype), q[chunk], out=grad_k[chunk])
+            if bias.shape[0] == 1:
+                grad_bias += grad_scores.sum((0, 1), keepdim=True).to(grad_bias.dtype)
+            else:
+                grad_bias[chunk] = grad_scores.sum(1, keepdim=True).to(grad_bias.dtype)
+        return grad_q, grad_k, grad_v, grad_bias, None, None
