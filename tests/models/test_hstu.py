@@ -371,6 +371,7 @@ def test_paper_configs_load(name, monkeypatch):
     assert not config.loss.shared_negatives                        # per position, as the reference
     train = config.train
     assert (train.optimizer, train.lr, train.betas, train.batch_size) == ("adamw", 1e-3, [0.9, 0.98], 128)
+    assert (train.clip_norm, train.batching) == (None, "random")   # the reference clips none, batches at random
     if name.startswith("ml1m_hstu_large"):
         assert (params.num_blocks, params.num_heads, params.attention_dim, params.linear_dim) == (8, 2, 25, 25)
     elif name == "ml1m_hstu":
