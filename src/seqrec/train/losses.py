@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seqrec.models.layers.chunks import chunk_rows
 from seqrec.models.layers.similarity import Cosine, DotProduct, Rows, Similarity
 
 if TYPE_CHECKING:
@@ -182,8 +183,8 @@ def sampled_softmax(states: Tensor, targets: Tensor, table: Rows, similarity: Si
         if table.shape[0] <= DENSE_ROWS_PER_NEGATIVE * negatives.shape[1]:
             neg = _ColumnScores.apply(q, v, negatives, max(1, DENSE_CHUNK // table.shape[0]))   # [M, K]
         else:
-            block = GATHER_BLOCK * (torch.get_num_threads() if q.device.type == "cpu" else 64)
-            neg = _GatheredDot.apply(q, v, negatives, max(1, block // (negatives.shape[1] * q.shape[1])))
+            rows = chunk_rows(negatives.shape[1] * q.shape[1], GATHER_BLOCK, q.device, accelerator=GATHER_BLOCK * 64)
+            neg = _GatheredDot.apply(q, v, negatives, rows)
         collide = negatives == targets.unsqueeze(1)
     else:
         neg = similarity.gathered(states, table, negatives)                     # [M, K]

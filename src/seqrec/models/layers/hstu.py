@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqrec.models.layers.attention import Dropout
+from seqrec.models.layers.chunks import chunk_rows
 
 
 def time_buckets(gaps: Tensor, num_buckets: int, base: float = 0.301) -> Tensor:
@@ -148,7 +149,7 @@ class HSTUBlock(nn.Module):
         bias = self.bias(distance, buckets).unsqueeze(1)                               # [1 or B, 1, L, L]
         unscaled = None
         if fused:
-            rows = max(1, (POINTWISE_BLOCK * torch.get_num_threads()) // (self.num_heads * length * length))
+            rows = chunk_rows(self.num_heads * length * length, POINTWISE_BLOCK, x.device, accelerator=POINTWISE_BLOCK)
             mixed = _PointwiseAttention.apply(q, k, v, bias, allowed, rows) / self.scale      # [B, H, L, V]
         else:
             unscaled = F.silu((q @ k.transpose(-2, -1)).add_(bias)).mul_(allowed)   # n A [B, H, L, L]; no softmax

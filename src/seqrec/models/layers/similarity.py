@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqrec.models.layers.chunks import chunk_rows
+
 
 class Rows(Protocol):
     """An item table [N + 1, D] read by row lookups `table[ids]`: a Tensor, or a table whose lookups give sparse
@@ -154,8 +156,9 @@ class MixtureOfLogits(nn.Module):
         positions against a 3,417-row table on ML-1M)."""
         if ids.numel() < table.shape[0] or not isinstance(table, Tensor):                  # few ids: per id
             return self.pairwise(queries, table[ids])
-        block = self.gather_block or ((1 << 19) * torch.get_num_threads() if queries.device.type == "cpu" else 1 << 26)
-        rows = max(1, block // max(1, ids.shape[1] * self.components * self.component_dim))
+        per_row = ids.shape[1] * self.components * self.component_dim
+        rows = (max(1, self.gather_block // per_row) if self.gather_block
+                else chunk_rows(per_row, 1 << 19, queries.device, accelerator=1 << 26))
         # the pairs in item-major order (r, p), the order in which one product gives the logits: the gates and
         # the logit gate are permuted to it (their own order is query-major, (p, r))
         order = torch.arange(self.components ** 2, device=queries.device).view(self.components, -1).t().flatten()
@@ -187,8 +190,7 @@ class _GatheredMixture(torch.autograd.Function):
                 ids: Tensor, temperature: float, rows: int) -> Tensor:
         ctx.save_for_backward(q, x, gate_q, gate_x, weight, bias, ids)
         ctx.temperature, ctx.rows = temperature, rows
-        dtype = torch.promote_types(q.dtype, x.dtype)
-        out = q.new_empty(ids.shape, dtype=dtype)
+        out = q.new_empty(ids.shape)
         for start in range(0, ids.shape[0], rows):
             chunk = slice(start, start + rows)
             out[chunk] = _GatheredMixture._mixture(q[chunk], x, gate_q[chunk], gate_x, weight, bias,
@@ -221,8 +223,8 @@ class _GatheredMixture(torch.autograd.Function):
             chunk = slice(start, start + ctx.rows)
             rows_ids = ids[chunk]
             c, k = rows_ids.shape
-            parts, logits, weights, mixed = _GatheredMixture._mixture(q[chunk], x, gate_q[chunk], gate_x, weight, bias,
-                                                               rows_ids)
+            parts, logits, weights, mixed = _GatheredMixture._mixture(q[chunk], x, gate_q[chunk], gate_x, weight,
+                                                                      bias, rows_ids)
             g = (grad_out[chunk] / ctx.temperature).unsqueeze(-1)                    # [c, K, 1]
             grad_z = g * weights * (logits - mixed.unsqueeze(-1))                    # [c, K, P*P]
             flat_z = grad_z.flatten(0, 1)                                            # [c*K, P*P]
