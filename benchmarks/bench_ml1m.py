@@ -47,8 +47,9 @@ def main() -> int:
                         "(epoch times and the elapsed clock in its log carry over)")
     parser.add_argument("--table", action="store_true", help="print the markdown table of all results and exit")
     parser.add_argument("--add-metrics", metavar="RESULT_JSON", default=None,
-                        help="add the test metrics at k = 10, 50, 200 (test_at) of the run named in RESULT_JSON, "
-                             "from its best checkpoint, to that file, and exit")
+                        help="add the test metrics at k = 10, 50, 200 (test_at) and with only the model's window "
+                             "excluded (test_window) of the run named in RESULT_JSON, from its best checkpoint, "
+                             "to that file, and exit")
     args = parser.parse_args()
     if args.table:
         print(table(sorted((HERE / "results").glob("ml1m_*.json"))))
@@ -101,6 +102,7 @@ def main() -> int:
         "valid_ndcg10_by_epoch": [round(r["valid"]["NDCG@10"], 4) for r in records if "valid" in r],
         "test_ndcg10_by_epoch": test_curve(records),     # logged with eval.report_test, never used to choose
         "test_at": test_at(run, config),
+        "test_window": test_window(run, config),
         "references": REFERENCES,
     }
     Path(args.result).parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +125,18 @@ def test_at(run, config) -> dict:
                     batch_size=config.eval.batch_size)
 
 
+def test_window(run, config) -> dict | None:
+    """Test metrics of the run's model with only the window it reads (the last `max_len` items) excluded from
+    the ranking, generative-recommenders' filter, when the config excludes the whole history (else None: the
+    run's own test figures already say what its filter gives)."""
+    from seqrec.evaluate import evaluate
+
+    if config.eval.exclude_history is not True:
+        return None
+    return evaluate(run.model, run.split.test, ks=tuple(config.eval.ks), exclude_history="window",
+                    batch_size=config.eval.batch_size)
+
+
 def _device_name(model) -> str:
     """Where the model trained: `cpu`, or the CUDA device's name."""
     import torch
@@ -137,8 +151,8 @@ def test_curve(records: list[dict]) -> list[float]:
 
 
 def add_metrics(result_path: Path) -> int:
-    """Load the run of a results file (best checkpoint) and add its `test_at` metrics (and its logged test
-    curve) to the file."""
+    """Load the run of a results file (best checkpoint) and add its `test_at` and `test_window` metrics (and its
+    logged test curve) to the file."""
     from seqrec.api import Run
 
     result = json.loads(result_path.read_text())
@@ -151,7 +165,10 @@ def add_metrics(result_path: Path) -> int:
         print(f"the run's best checkpoint gives test NDCG@10 {result['test_at']['NDCG@10']:.6f}, the file says "
               f"{result['test']['NDCG@10']:.6f}: not the same model", file=sys.stderr)
         return 1
+    result["test_window"] = test_window(run, run.config)
     result_path.write_text(json.dumps(result, indent=1) + "\n")
+    if result["test_window"]:
+        print(f"test NDCG@10 with only the model's window excluded: {result['test_window']['NDCG@10']:.4f}")
     print(f"added test_at to {result_path}: " + ", ".join(f"{k} {v:.4f}" for k, v in result["test_at"].items()
                                                           if k.startswith(("HR", "NDCG"))))
     return 0

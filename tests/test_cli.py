@@ -127,6 +127,15 @@ def test_train_then_evaluate_a_run_directory(tmp_path, capsys):
     code, out, err = _run(capsys, "evaluate", str(out_dir), "--json", "--split", "both")
     assert code == 0, err
     assert json.loads(out)["test"]["NDCG@10"] == pytest.approx(results["test"]["NDCG@10"])
+    # another history filter than the run's (none): each target's rank can only improve from none to the
+    # 20-item window to the whole history
+    mrr = {}
+    for exclusion in ("false", "window", "true"):
+        code, out, err = _run(capsys, "evaluate", str(out_dir), "--json", "--exclude-history", exclusion)
+        assert code == 0, err
+        mrr[exclusion] = json.loads(out)["test"]["MRR"]
+    assert mrr["false"] == pytest.approx(results["test"]["MRR"])
+    assert mrr["false"] < mrr["window"] < mrr["true"]
     # a second train into the same directory without --resume is refused, with --resume it is a no-op
     code, _, err = _run(capsys, "train", "-c", str(config), *TINY, "--out", str(out_dir))
     assert code == 1 and "--resume" in err

@@ -225,6 +225,9 @@ def test_model_section_from_python():
     ("model.dropout=1", "model.dropout: value 1 is not allowed; expected a number >= 0 and < 1"),
     ("model.hidden_size=3", "unknown key 'model.hidden_size'; did you mean 'model.dim'? valid keys: name, "),
     ("eval.metric=NDCG@7", "eval.metric: value 'NDCG@7' is not allowed; expected one of HR@1, HR@5"),
+    ("eval.exclude_history=windows", "eval.exclude_history: value 'windows' is not allowed; expected true, false or "
+                                     "'window'"),
+    ("eval.exclude_history=1", "eval.exclude_history: value 1 is not allowed; expected true, false or 'window'"),
 ])
 def test_value_errors_name_key_value_allowed_and_source(override, expected):
     message = _error(None, [override])
@@ -311,7 +314,7 @@ def _plain(value) -> bool:
 ROUND_TRIP = ["model.dim=48", "model.activation=relu", "data.columns.user=uid", "data.columns.item=2",
               "data.min_rating=3.5", "split.protocol=temporal", "split.valid_fraction=0.1", "split.test_fraction=0.2",
               "split.targets=first", "loss.name=sampled_softmax", "loss.negatives=in_batch", "train.max_minutes=2.5",
-              "train.num_threads=4", "eval.ks=[20, 10]", "eval.exclude_history=true", "eval.metric=HR@20"]
+              "train.num_threads=4", "eval.ks=[20, 10]", "eval.exclude_history=window", "eval.metric=HR@20"]
 
 
 @pytest.mark.parametrize("overrides", [[], ROUND_TRIP, ["model.name=pop"]], ids=["defaults", "custom", "pop"])

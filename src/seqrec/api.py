@@ -78,13 +78,15 @@ class Run:
     results: dict = field(default_factory=dict)
     dist: Dist = SINGLE                  # where this process stood in the (distributed) run that trained it
 
-    def evaluate(self, split: str = "test") -> dict[str, float]:
-        """Full-ranking metrics of the model on the `valid` or `test` targets."""
+    def evaluate(self, split: str = "test", *, exclude_history: bool | str | None = None) -> dict[str, float]:
+        """Full-ranking metrics of the model on the `valid` or `test` targets; `exclude_history` (True, False or
+        "window", see `seqrec.evaluate.target_ranks`) overrides the run's `eval.exclude_history`."""
         targets = self.split.targets(split)
         e = self.config.eval
         device = next(iter(self.model.parameters()), torch.empty(0)).device
+        exclusion = e.exclude_history if exclude_history is None else exclude_history
         return evaluate(self.model, targets, ks=tuple(e.ks),
-                        exclude_history=e.exclude_history, batch_size=e.batch_size, device=device)
+                        exclude_history=exclusion, batch_size=e.batch_size, device=device)
 
     def recommend(self, user: object = None, *, history: Iterable[object] | None = None, k: int = 10,
                   exclude_history: bool = True) -> list[tuple]:

@@ -70,15 +70,18 @@ def _model(table=TABLE, query=(1.0,), max_len: int = 2, num_items: int = 8) -> F
     return FixedVectors(FixedConfig(max_len=max_len), num_items, table, query)
 
 
-def brute_force_ranks(model, targets: Targets, exclude_history: bool) -> list[int]:
-    """Reference: the full score matrix in one call, then ranking item by item in Python."""
+def brute_force_ranks(model, targets: Targets, exclude_history: bool | str) -> list[int]:
+    """Reference: the full score matrix in one call, then ranking item by item in Python; "window" excludes
+    the last `max_len` items before the target."""
     with torch.no_grad():
         states = model.predict(torch.from_numpy(targets.inputs(model.max_len).astype(np.int64)))
         scores = model.score(states).numpy()                                          # [M, N + 1]
     data, ranks = targets.data, []
     for row, (user, position) in enumerate(zip(targets.users, targets.positions, strict=True)):
         target = int(data.items[position])
-        history = set(data.items[data.offsets[user]:position].tolist()) if exclude_history else set()
+        start = max(data.offsets[user], position - model.max_len) if exclude_history == "window" \
+            else data.offsets[user]
+        history = set(data.items[start:position].tolist()) if exclude_history else set()
         own = scores[row, target]
         above = sum(1 for j in range(1, model.num_items + 1)
                     if j != target and j not in history and (math.isnan(own) or scores[row, j] >= own))
@@ -136,7 +139,24 @@ def test_nan_scores_are_the_worst():
     assert target_ranks(model, split.test, exclude_history=True).tolist() == [3, 3, 4, 6]
 
 
-@pytest.mark.parametrize("exclude_history", [False, True])
+def test_exclude_window_removes_only_the_items_the_model_reads():
+    split = _split(SEQUENCES)
+    model = _model(max_len=2)
+    # user 1 reads 4, 5: 1, 2, 3 stay candidates (6 is below 1, 2, 3, 7); user 5 reads 3, 6: 5 stays and
+    # counts above its target 3 (whole-history exclusion removes it: [2, 3, 5, 4])
+    assert target_ranks(model, split.test, exclude_history="window").tolist() == [5, 3, 5, 5]
+    assert evaluate(model, split.test, ks=(5,), exclude_history="window") == metrics_from_ranks([5, 3, 5, 5], ks=(5,))
+    # a window as long as every history is the whole history
+    wide = _model(max_len=50)
+    for targets in (split.test, split.valid):
+        assert target_ranks(wide, targets, exclude_history="window").tolist() == target_ranks(
+            wide, targets, exclude_history=True).tolist()
+    for value in ("windows", 1, None):
+        with pytest.raises(ValueError, match="exclude_history must be True, False or 'window'"):
+            target_ranks(model, split.test, exclude_history=value)
+
+
+@pytest.mark.parametrize("exclude_history", [False, True, "window"])
 def test_chunked_equals_unchunked(exclude_history):
     split = _split(SEQUENCES)
     model = _model()
@@ -168,7 +188,7 @@ def _random_split(seed: int):
     return _split(sequences)
 
 
-@pytest.mark.parametrize("exclude_history", [False, True])
+@pytest.mark.parametrize("exclude_history", [False, True, "window"])
 def test_matches_brute_force_on_random_vectors(exclude_history):
     split = _random_split(0)
     rng = np.random.default_rng(1)

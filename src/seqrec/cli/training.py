@@ -131,14 +131,18 @@ def _launch(nproc: int, config_path: str | None, overrides: Sequence[str], out: 
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--split", "split_name", type=click.Choice(["valid", "test", "both"]), default="test",
               show_default=True, help="Which targets to rank.")
+@click.option("--exclude-history", "exclusion", type=click.Choice(["true", "false", "window"]), default=None,
+              help="Items of the user's history never ranked: the whole history, none, or the last model.max_len "
+                   "(the window the model reads). Default: the run's eval.exclude_history.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate(run_dir: str, split_name: str, as_json: bool) -> None:
+def evaluate(run_dir: str, split_name: str, exclusion: str | None, as_json: bool) -> None:
     """Evaluate the best checkpoint of a run directory with full ranking."""
     from seqrec.api import Run
 
     run = Run.load(run_dir)
     names = ["valid", "test"] if split_name == "both" else [split_name]
-    rows = {name: run.evaluate(name) for name in names}
+    exclude = {"true": True, "false": False, "window": "window", None: None}[exclusion]
+    rows = {name: run.evaluate(name, exclude_history=exclude) for name in names}
     if as_json:
         click.echo(json.dumps(rows, indent=1))
     else:

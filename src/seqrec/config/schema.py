@@ -274,7 +274,10 @@ class TrainConfig(_Section):
 class EvalConfig(_Section):
     ks: list[Annotated[int, Field(ge=1)]] = Field([1, 5, 10, 20, 50, 100], min_length=1,
                                                   description="cut-offs k of HR@k, NDCG@k and MRR@k")
-    exclude_history: bool = Field(False, description="never rank items already in the user's history")
+    exclude_history: bool | Literal["window"] = Field(
+        False, description="never rank items already in the user's history: true = the whole history before the "
+                           "target; 'window' = only the last model.max_len items the model reads (the filter of "
+                           "generative-recommenders' evaluation); false = rank every item")
     batch_size: int = Field(256, ge=1, description="users ranked per evaluation batch")
     report_test: bool = Field(False, description="also rank the test targets after every validation and log them "
                                                  "(for comparison with papers that pick epochs on the test set; "
@@ -290,6 +293,14 @@ class EvalConfig(_Section):
     @classmethod
     def _sorted(cls, value: list[int]) -> list[int]:
         return sorted(set(value))
+
+    @field_validator("exclude_history", mode="before")
+    @classmethod
+    def _exclusion(cls, value: Any) -> Any:
+        # one problem for a bad value, not one per member of the union
+        if isinstance(value, bool) or value == "window":
+            return value
+        raise fail(f"value {value!r} is not allowed; expected true, false or 'window'")
 
     @field_validator("metric")
     @classmethod

@@ -9,7 +9,11 @@ Protocol:
 - NaN is the worst score. An item scored NaN never counts above a target with a number (even -inf); a target
   scored NaN ties with every candidate and is therefore ranked last. Infinite scores compare as usual.
 - `exclude_history=True` removes every item of the user's whole history before the target (not only the last
-  `max_len` the model reads) from the candidates, except the target itself, which is always ranked.
+  `max_len` the model reads) from the candidates, except the target itself, which is always ranked (the filter
+  of SASRec's, BERT4Rec's and most papers' code). `exclude_history="window"` removes only the items of the window
+  the model reads (the last `max_len` before the target), as generative-recommenders' evaluation filters its
+  `past_ids`: on logs longer than `max_len` it ranks more candidates, so its figures are at most those of
+  `True`.
 - The target's score is read from the very score matrix it is compared with (one `model.score` call), so
   items with identical vectors tie exactly; BLAS may round the same dot product differently in calls of other
   shapes, which would turn a true tie into a random win or loss.
@@ -39,7 +43,7 @@ from seqrec.models.base import SequentialRecommender
 from seqrec.scoring import Pairs, item_ranges, model_device, pairs_in, score_items
 
 
-def target_ranks(model: SequentialRecommender, targets: Targets, *, exclude_history: bool = False,
+def target_ranks(model: SequentialRecommender, targets: Targets, *, exclude_history: bool | str = False,
                  batch_size: int = 256, max_block: int = 2 ** 24, device: str | torch.device = "cpu",
                  shard: tuple[int, int] | None = None) -> np.ndarray:
     """Rank every target among all real items (see the module docstring for ties, NaN and exclusion).
@@ -48,7 +52,8 @@ def target_ranks(model: SequentialRecommender, targets: Targets, *, exclude_hist
         model: a `seqrec.models.SequentialRecommender` (`max_len`, `num_items`, `predict`, `score`), already
             on `device`. It is put in eval mode for the evaluation and given back in its previous mode.
         targets: the evaluation targets, e.g. `split.test`.
-        exclude_history: never rank the items the user interacted with before the target (except the target).
+        exclude_history: never rank the items the user interacted with before the target (except the target):
+            True = the whole history, "window" = the last `model.max_len` of it, False = rank every item.
         batch_size: targets scored together.
         max_block: most score elements computed in one block (at least [1, 2]); items are chunked, and the
             batch shrunk if needed, to stay within it.
@@ -61,10 +66,12 @@ def target_ranks(model: SequentialRecommender, targets: Targets, *, exclude_hist
         [M] int64 1-based ranks, aligned with `targets` (0 for targets of other shards).
 
     Raises:
-        ValueError: bad sizes, a target id outside 1..N, data with more items than the model, or a model on
-            another device.
+        ValueError: bad sizes, a target id outside 1..N, data with more items than the model, a model on
+            another device, or an `exclude_history` that is not True, False or "window".
         ConfigError: the model reads a side input (timestamps, ratings) that the data lacks.
     """
+    if not (isinstance(exclude_history, (bool, np.bool_)) or exclude_history == "window"):
+        raise ValueError(f"exclude_history must be True, False or 'window', got {exclude_history!r}")
     device = _check_call(model, targets, batch_size, max_block, device)
     rows_per_batch, items_per_block = _block_shape(int(batch_size), int(max_block), int(model.num_items) + 1)
     rank, world = shard if shard is not None else (0, 1)
@@ -90,7 +97,7 @@ def target_ranks(model: SequentialRecommender, targets: Targets, *, exclude_hist
 
 
 def evaluate(model: SequentialRecommender, targets: Targets, *, ks: Iterable[int] = DEFAULT_KS,
-             exclude_history: bool = False, batch_size: int = 256, max_block: int = 2 ** 24,
+             exclude_history: bool | str = False, batch_size: int = 256, max_block: int = 2 ** 24,
              device: str | torch.device = "cpu") -> dict[str, float]:
     """Full-ranking metrics of `model` on `targets`: `metrics_from_ranks(target_ranks(...), ks)`.
 
@@ -103,7 +110,7 @@ def evaluate(model: SequentialRecommender, targets: Targets, *, ks: Iterable[int
 
 
 def _rank_batch(model: SequentialRecommender, part: Targets, side_values: dict[str, np.ndarray],
-                exclude_history: bool, items_per_block: int, device: str | torch.device) -> np.ndarray:
+                exclude_history: bool | str, items_per_block: int, device: str | torch.device) -> np.ndarray:
     """[B] int64 ranks of one batch of targets."""
     num_rows = len(part)
     num_columns = int(model.num_items) + 1                                          # N + 1, with padding
@@ -114,7 +121,8 @@ def _rank_batch(model: SequentialRecommender, part: Targets, side_values: dict[s
     states = model.predict(inputs, **{name: values.to(device) for name, values in side.items()})   # [B, D]
     target = torch.from_numpy(part.items.astype(np.int64)).to(device)               # [B]
     rows = torch.arange(num_rows, device=device)                                    # [B]
-    excluded = _history_pairs(part) if exclude_history else None
+    excluded = _history_pairs(part, int(model.max_len) if exclude_history == "window" else None) \
+        if exclude_history else None
     if items_per_block >= num_columns:
         scores = score_items(model, states, None, num_columns)                      # [B, N + 1]
         above = _count_above(scores, scores[rows, target], 0, target, excluded)
@@ -161,8 +169,9 @@ def _count_above(scores: Tensor, target_score: Tensor, low: int, target: Tensor,
     return above.sum(dim=1)
 
 
-def _history_pairs(part: Targets) -> Pairs:
-    """(row, item) of every history item before each target of `part`, sorted by item.
+def _history_pairs(part: Targets, window: int | None = None) -> Pairs:
+    """(row, item) of every history item before each target of `part` (only the last `window` of each history
+    when given), sorted by item.
 
     A pair only stops an item from counting above its row's target, so a target that is also in its own
     history stays ranked: its score is still the one compared against.
@@ -170,7 +179,8 @@ def _history_pairs(part: Targets) -> Pairs:
     The full history of row b is `data.items[offsets[users[b]]:positions[b]]`; all rows are gathered in one
     fancy index built with repeat/arange over the CSR offsets.
     """
-    return slice_pairs(part.data.items, part.input_starts, part.positions)
+    starts = part.input_starts if window is None else np.maximum(part.input_starts, part.positions - window)
+    return slice_pairs(part.data.items, starts, part.positions)
 
 
 def _check_call(model: SequentialRecommender, targets: Targets, batch_size: int, max_block: int,
