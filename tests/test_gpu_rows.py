@@ -20,6 +20,7 @@ def test_smoke_run_writes_a_results_file(dataset, tmp_path):
     result = json.loads((tmp_path / "results" / "ml1m_hstu_noval_cuda.json").read_text())
     assert result["machine"]["device"] == "cpu" and result["valid"] == {}
     assert result["config"]["split"]["validation"] == "none" and len(result["test_ndcg10_by_epoch"]) == 1
+    assert result["config"]["eval"]["exclude_history"] == "window" and result["test_window"] is None
     assert abs(result["test"]["NDCG@10"] - result["test_ndcg10_by_epoch"][0]) < 1e-4   # the last epoch is tested
 
 
