@@ -136,8 +136,10 @@ def reproduction_table() -> str:
             f"{-g * scale:.2f}" if scale > 1 else f"{-g:.4f}" for g in gaps)
         if window and _window_test(result) is None:
             status += " with the whole history excluded (the reference's filter not measured)"
-        elif window:
+        elif window and result.get("test_window"):
             status += f" (whole history excluded: {result['test'][metrics[0]]:.4f})"
+        elif window:
+            status += " (run with the reference's filter)"
         stopped = _stopped(result.get("stopped"))
         lines.append(f"| {label} | `{name}` | {now} | {reference} | {target} | {status} | "
                      f"{result.get('best_epoch')} / {result.get('epochs_run')} | {stopped} | "
