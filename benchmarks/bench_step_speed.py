@@ -73,8 +73,14 @@ PRECISION = {"sasrec": ("ml1m_sasrec.yaml", []), "sasrec (bf16)": ("ml1m_sasrec.
              "hstu_large (bf16)": ("ml1m_hstu_large.yaml", ["train.precision=bf16"])}
 PRECISION_PAIRS = {"sasrec (bf16)": "sasrec", "hstu_large (bf16)": "hstu_large"}
 # `--set mol`: HSTU-large with and without the mixture-of-logits similarity (the ratio is MoL's cost)
-MOL = {"hstu_large": ("ml1m_hstu_large.yaml", []), "hstu_large_mol": ("ml1m_hstu_large_mol.yaml", [])}
-MOL_PAIRS = {"hstu_large_mol": "hstu_large"}
+# (hstu_large_mol: the RAILS reference's MoL; "additive": seqrec's additive gate, the config's settings before
+# 2026-12-05's evening)
+MOL_ADDITIVE = ["model.mol_gating=additive", "model.mol_query_components=null", "model.mol_query_hidden=0",
+                "model.mol_item_dropout=0", "model.mol_gate_hidden=null", "model.mol_gate_dropout=0",
+                "model.mol_balance=0", "model.mol_dim=32", "model.output_norm=l2", "train.weight_decay=0"]
+MOL = {"hstu_large": ("ml1m_hstu_large.yaml", []), "hstu_large_mol": ("ml1m_hstu_large_mol.yaml", []),
+       "hstu_large_mol (additive gate)": ("ml1m_hstu_large_mol.yaml", MOL_ADDITIVE)}
+MOL_PAIRS = {"hstu_large_mol": "hstu_large", "hstu_large_mol (additive gate)": "hstu_large"}
 # `--set scores`: per-position negatives scored through all-items products (the loss's path for catalogues of at
 # most 8 table rows per negative) against chunked gathers of the drawn vectors (its path beyond), same process
 SCORES = {f"{name} ({path})": (f"ml1m_{name}.yaml", []) for name in ("hstu", "sasrec_sampled")

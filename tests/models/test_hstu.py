@@ -13,6 +13,7 @@ import seqrec
 from seqrec.config import load_config
 from seqrec.data.batches import CausalBatch
 from seqrec.models import MODELS, build_model
+from seqrec.models.layers.gated_mol import GatedMixtureOfLogits
 from seqrec.models.layers.hstu import HSTUBlock, bias_indices, causal_valid_mask, time_buckets
 from seqrec.models.layers.init import init_embedding_, truncated_normal_
 from seqrec.models.layers.similarity import Cosine, DotProduct, MixtureOfLogits
@@ -298,8 +299,10 @@ def test_mol_forward_matches_pairwise_and_chunking():
 
 
 @pytest.mark.parametrize("make", [DotProduct, lambda: Cosine(0.1),
-                                  lambda: MixtureOfLogits(6, components=3, component_dim=4, temperature=0.1)],
-                         ids=["dot", "cosine", "mol"])
+                                  lambda: MixtureOfLogits(6, components=3, component_dim=4, temperature=0.1),
+                                  lambda: GatedMixtureOfLogits(6, 3, 2, 4, 0.1, query_hidden=8, item_dropout=0.0,
+                                                               gate_hidden=5, gate_dropout=0.0)],
+                         ids=["dot", "cosine", "mol", "mol-glu-silu"])
 @pytest.mark.parametrize("shape", [(2, 3), (9, 7)], ids=["few-ids", "many-ids"])   # fewer / more ids than rows
 def test_gathered_equals_pairwise_on_gathered_rows(make, shape):
     """`gathered` (per-item work once per table row, then a gather) gives `pairwise(q, table[ids])`: values and
@@ -377,6 +380,12 @@ def test_paper_configs_load(name, monkeypatch):
     elif name == "ml1m_hstu":
         assert (params.num_blocks, params.num_heads, params.attention_dim, params.linear_dim) == (2, 1, 50, 50)
     assert params.similarity == ("mol" if name.endswith("mol") else "cosine")
+    if name.endswith("mol"):                                       # the RAILS reference's ML-1M MoL settings
+        mol = (params.mol_gating, params.mol_query_components, params.mol_components, params.mol_dim,
+               params.mol_query_hidden, params.mol_item_dropout, params.mol_gate_hidden, params.mol_gate_dropout,
+               params.mol_balance)
+        assert mol == ("glu_silu", 8, 4, 64, 512, 0.1, 128, 0.2, 0.001)
+        assert (params.output_norm, train.weight_decay, train.no_decay) == ("layernorm", 1e-3, [])
 
 
 def test_betas_reach_the_optimizer():

@@ -28,7 +28,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 from torch import Tensor, nn
 
 from seqrec.data.batches import CausalBatch, InputSetting
@@ -47,6 +48,26 @@ class ModelConfig(BaseModel):
     temperature: float = Field(0.05, gt=0)         # cosine and mol scores are divided by this
     mol_components: int = Field(4, ge=1)           # mol: P query-side and P item-side components (P x P logits)
     mol_dim: int | None = Field(None, ge=1)        # mol: size of each component; null = the model's dim
+    mol_gating: Literal["additive", "glu_silu"] = "additive"   # mol: seqrec's additive gate, or the RAILS
+                                                   # reference's (glu_silu; the keys below are for it)
+    mol_gate_hidden: int | None = Field(None, ge=1)   # mol: width of the gating MLPs; null = dim (additive), 128
+    mol_query_components: int | None = Field(None, ge=1)  # glu_silu: P_Q query-side components; null = P
+    mol_query_hidden: int = Field(0, ge=0)         # glu_silu: query side SwiGLU D -> H -> P_Q d; 0 = one linear map
+    mol_item_dropout: float = Field(0.0, ge=0, lt=1)   # glu_silu: dropout on item vectors before their projection
+    mol_gate_dropout: float = Field(0.0, ge=0, lt=1)   # glu_silu: dropout on the mixture weights (renormalised)
+    mol_balance: float = Field(0.0, ge=0)          # glu_silu: weight of the load-balancing loss (reference 0.001)
+
+    @model_validator(mode="after")
+    def _mol_keys_need_glu_silu(self) -> ModelConfig:
+        """The reference gate's keys mean nothing to the additive gate: setting one there is a mistake."""
+        if self.mol_gating != "glu_silu":
+            given = [f"mol_{key}" for key in ("query_components", "query_hidden", "item_dropout", "gate_dropout",
+                                              "balance") if getattr(self, f"mol_{key}") not in (None, 0, 0.0)]
+            if given:
+                raise PydanticCustomError("seqrec", "{message}", {
+                    "message": f"{', '.join(given)} only apply with mol_gating: glu_silu (similarity: mol); "
+                               f"mol_gating is {self.mol_gating!r}", "key": f"model.{given[0]}"})
+        return self
 
 
 def last_positions(items: Tensor) -> Tensor:
@@ -86,8 +107,11 @@ class SequentialRecommender(nn.Module):
         super().__init__()
         self.config = config
         self.num_items = int(num_items)
-        self.similarity = make_similarity(config.similarity, config.temperature, dim=getattr(config, "dim", 1),
-                                          components=config.mol_components, component_dim=config.mol_dim)
+        self.similarity = make_similarity(
+            config.similarity, config.temperature, dim=getattr(config, "dim", 1), components=config.mol_components,
+            component_dim=config.mol_dim, gating=config.mol_gating, query_components=config.mol_query_components,
+            query_hidden=config.mol_query_hidden, item_dropout=config.mol_item_dropout,
+            gate_hidden=config.mol_gate_hidden, gate_dropout=config.mol_gate_dropout, balance=config.mol_balance)
 
     @property
     def max_len(self) -> int:

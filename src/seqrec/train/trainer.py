@@ -129,7 +129,8 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 class TrainingStep(nn.Module):
     """The model and its loss as one module, so that DDP's forward covers the whole step (the item table is read
     both by the encoder and by the loss). `forward(batch)` returns the mean loss over the batch's scored positions
-    (in fp32 whatever the autocast precision) and how many positions were scored."""
+    (in fp32 whatever the autocast precision), plus the similarity's own regulariser where it has one
+    (`aux_loss()`: the reference MoL's load-balancing term), and how many positions were scored."""
 
     def __init__(self, model: SequentialRecommender, spec: LossSpec, log_popularity: torch.Tensor | None,
                  dist: Dist = SINGLE, negatives_across_ranks: bool = False, sparse: bool = False,
@@ -145,6 +146,9 @@ class TrainingStep(nn.Module):
         targets = batch.targets
         if targets is None:
             raise ValueError("a training batch needs targets (CausalBatch.targets)")
+        begin_step = getattr(self.model.similarity, "begin_step", None)             # a similarity with its own
+        if begin_step is not None:                                                  # regulariser (aux_loss)
+            begin_step()
         states = self.model(batch)                                                  # [B, L, D]
         scored = targets != 0                                                       # [B, L]
         with torch.autocast(states.device.type, enabled=False):                     # the loss in fp32
@@ -152,6 +156,10 @@ class TrainingStep(nn.Module):
                                 self.model.item_embeddings().float(), self.model.similarity,
                                 log_popularity=self.log_popularity, gather_ids=self.gather, sparse=self.sparse,
                                 matmul_dtype=self.matmul_dtype)
+            aux_loss = getattr(self.model.similarity, "aux_loss", None)   # the reference MoL's load balance
+            extra = aux_loss() if aux_loss is not None else None
+            if extra is not None:
+                loss = loss + extra
         return loss, scored.sum()
 
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqrec.models.layers.chunks import chunk_rows
+from seqrec.models.layers.gated_mol import GatedMixtureOfLogits
 
 
 class Rows(Protocol):
@@ -241,16 +242,27 @@ class _GatheredMixture(torch.autograd.Function):
 
 
 SIMILARITIES = {"dot": DotProduct, "cosine": Cosine, "mol": MixtureOfLogits}
-Similarity = DotProduct | Cosine | MixtureOfLogits
+Similarity = DotProduct | Cosine | MixtureOfLogits | GatedMixtureOfLogits
+MOL_GATINGS = ("additive", "glu_silu")
 
 
 def make_similarity(name: str, temperature: float = 0.05, *, dim: int = 1, components: int = 4,
-                    component_dim: int | None = None) -> Similarity:
-    """The similarity module `name`; `dim` (D), `components` (P) and `component_dim` (d) size MoL."""
+                    component_dim: int | None = None, gating: str = "additive", query_components: int | None = None,
+                    query_hidden: int = 0, item_dropout: float = 0.0, gate_hidden: int | None = None,
+                    gate_dropout: float = 0.0, balance: float = 0.0) -> Similarity:
+    """The similarity module `name`; `dim` (D), `components` (P) and `component_dim` (d) size MoL. MoL's
+    `gating` is seqrec's additive gate (`MixtureOfLogits`, P x P logits) or the RAILS reference's
+    (`glu_silu`: `GatedMixtureOfLogits`, `query_components` x `components` logits, and the other keywords)."""
     if name == "cosine":
         return Cosine(temperature)
     if name == "dot":
         return DotProduct()
+    if name == "mol" and gating == "glu_silu":
+        return GatedMixtureOfLogits(dim, query_components or components, components, component_dim or dim,
+                                    temperature, query_hidden, item_dropout, gate_hidden or 128, gate_dropout,
+                                    balance)
+    if name == "mol" and gating == "additive":
+        return MixtureOfLogits(dim, components, component_dim, temperature, hidden=gate_hidden)
     if name == "mol":
-        return MixtureOfLogits(dim, components, component_dim, temperature)
+        raise ValueError(f"unknown MoL gating {gating!r}; known: {', '.join(MOL_GATINGS)}")
     raise ValueError(f"unknown similarity {name!r}; known: {', '.join(SIMILARITIES)}")

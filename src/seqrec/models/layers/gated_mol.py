@@ -1,0 +1,224 @@
+"""Mixture of logits with the gating of the RAILS reference (Ding et al., "Retrieval with Learned Similarities",
+2024; github.com/bailuding/rails, `rails/similarities/mol/similarity_fn.py` and its ML-1M config), the MoL that
+paper's HSTU-large + MoL figure was measured with (`similarity: mol`, `mol_gating: glu_silu`).
+
+For a query q (a state) and an item x (its table row):
+
+- P_Q query components f_p(q) = rows of `query_proj(q)` (a SwiGLU MLP D -> H -> P_Q * d when `query_hidden` > 0,
+  else one linear map) and P_X item components g_r(x) = rows of `item_proj(dropout(x))`, each L2-normalised;
+- the P_Q * P_X logits l_pr = <f_p(q), g_r(x)> / temperature;
+- gate z = query_gate(q) * item_gate(x) + pair_gate(l) (the query and item parts are MLPs evaluated once per
+  query and once per item, the pair part an MLP over each pair's L = P_Q * P_X logits), weights
+  w = softmax(silu(z)), in training dropped out with `gate_dropout` and renormalised to sum 1;
+- score(q, x) = sum over pairs of w_pr * l_pr.
+
+The reference's load-balancing regulariser (its `mi_loss`: minus the entropy of the batch's mean gate weights
+plus the mean entropy of each pair's weights; weight 0.001 in its ML-1M config) is collected over the calls of
+a training step, from `begin_step()` to `aux_loss()`, which returns it for the training step to add to the loss
+(`balance` is its weight; 0 = none). Within a step the query and table sides are computed once per tensor (the
+loss scores the positives and then the negatives of the same states against the same table).
+
+Cost: the pair gate's MLP runs on every (query, item) pair, L -> `gate_hidden` -> L: for sampled softmax over K
+negatives that is M * (K + 1) small MLP evaluations per step. `gathered` scores chunks of query rows and
+recomputes each chunk in the backward (activation checkpointing), so the [M, K, hidden] activations never exist
+for the whole batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from seqrec.models.layers.chunks import chunk_rows
+
+EPS = 1e-6
+
+
+class SwiGLU(nn.Module):
+    """silu(x A + a) * (x B + b): the reference's query-side hidden layer (`query_nonlinearity: swiglu`)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.hidden = int(hidden)
+        self.proj = nn.Linear(dim, 2 * self.hidden)
+        nn.init.normal_(self.proj.weight, std=0.02)                  # as the reference's SwiGLU
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, value = self.proj(x).split(self.hidden, dim=-1)
+        return F.silu(gate) * value
+
+
+def _mlp(dim: int, hidden: int, out: int, bias: bool = True) -> nn.Sequential:
+    """Linear -> SiLU -> Linear, Xavier-uniform weights and zero biases (the reference's gating MLPs)."""
+    mlp = nn.Sequential(nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, out, bias=bias))
+    for layer in mlp:
+        if isinstance(layer, nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return mlp
+
+
+class GatedMixtureOfLogits(nn.Module):
+    """Mixture of logits with the RAILS reference's gating; see the module docstring.
+
+    Args:
+        dim: D, size of states and item vectors.
+        query_components: P_Q (the reference's ML-1M config: 8).
+        item_components: P_X (4).
+        component_dim: d, size of each component (64).
+        temperature: each component logit is divided by this (0.05).
+        query_hidden: H of the query side's SwiGLU MLP; 0 = one linear map (512).
+        item_dropout: dropout on the item vector before its projection (0.1).
+        gate_hidden: width of the three gating MLPs (128).
+        gate_dropout: dropout on the mixture weights in training, renormalised (0.2).
+        balance: weight of the load-balancing loss returned by `aux_loss()` (0.001); 0 = none.
+        max_block: `forward` scores the items in chunks of at most this many pair values.
+        gather_block: `gathered` scores the query rows in chunks of at most this many pair values (rows x K x
+            max(L, gate_hidden)); default 2^20 per CPU thread (fastest of 2^18 to 2^23 on ML-1M's shapes), 2^24 on an
+            accelerator.
+    """
+
+    def __init__(self, dim: int, query_components: int = 8, item_components: int = 4, component_dim: int = 64,
+                 temperature: float = 0.05, query_hidden: int = 512, item_dropout: float = 0.1,
+                 gate_hidden: int = 128, gate_dropout: float = 0.2, balance: float = 0.0,
+                 max_block: int = 1 << 22, gather_block: int | None = None) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.pq, self.px, self.d = int(query_components), int(item_components), int(component_dim)
+        self.pairs = self.pq * self.px
+        self.temperature, self.gate_dropout, self.balance = float(temperature), float(gate_dropout), float(balance)
+        self.gate_hidden, self.max_block, self.gather_block = int(gate_hidden), int(max_block), gather_block
+        out = nn.Linear(query_hidden if query_hidden > 0 else dim, self.pq * self.d)
+        nn.init.xavier_uniform_(out.weight)
+        nn.init.zeros_(out.bias)
+        self.query_proj = nn.Sequential(SwiGLU(dim, query_hidden), out) if query_hidden > 0 else nn.Sequential(out)
+        self.item_dropout = nn.Dropout(item_dropout)
+        self.item_proj = nn.Linear(dim, self.px * self.d)
+        nn.init.xavier_uniform_(self.item_proj.weight)
+        nn.init.zeros_(self.item_proj.bias)
+        self.query_gate = _mlp(dim, self.gate_hidden, self.pairs, bias=False)
+        self.item_gate = _mlp(dim, self.gate_hidden, self.pairs, bias=False)
+        self.pair_gate = _mlp(self.pairs, self.gate_hidden, self.pairs)
+        self._usage: Tensor | None = None      # training: sum of the gate weights over the step's pairs [L]
+        self._entropy: Tensor | None = None    # training: sum of each pair's gate entropy
+        self._count = 0                        # training: pairs scored in the step
+        self._sides: dict[str, tuple[Tensor, Tensor, Tensor]] = {}   # training: the step's query / table sides
+        self._in_step = False                  # between begin_step() and aux_loss()
+
+    # -- the two sides, each computed once per tensor within a training step ---------------------------------
+
+    def _side(self, key: str, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(components [..., P, d], gate term [..., L]) of queries (`key` "query") or items ("item")."""
+        cached = self._sides.get(key)
+        if cached is not None and cached[0] is x:                 # the loss scores positives, then negatives
+            return cached[1], cached[2]
+        if key == "query":
+            parts, gate = self.query_proj(x).unflatten(-1, (self.pq, self.d)), self.query_gate(x)
+        else:
+            parts, gate = self.item_proj(self.item_dropout(x)).unflatten(-1, (self.px, self.d)), self.item_gate(x)
+        parts = parts / parts.norm(dim=-1, keepdim=True).clamp(min=EPS)
+        if self._in_step and self.training and torch.is_grad_enabled():
+            self._sides[key] = (x, parts, gate)
+        return parts, gate
+
+    # -- the mixture -------------------------------------------------------------------------------------------
+
+    def _mix(self, logits: Tensor, gate: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(scores [...], gate weight sums [L], entropy sum []) from pair logits [..., L] (already divided by
+        the temperature) and the query x item gate term [..., L]."""
+        weights = torch.softmax(F.silu(gate + self.pair_gate(logits)), dim=-1)
+        if self.training and self.gate_dropout > 0:
+            weights = F.dropout(weights, self.gate_dropout, training=True)
+            weights = weights / weights.sum(-1, keepdim=True).clamp(min=EPS)
+        scores = (weights * logits).sum(-1)
+        if self.training and self.balance > 0:
+            flat = weights.reshape(-1, self.pairs)
+            return scores, flat.sum(0), -(flat * torch.log(flat + EPS)).sum()
+        return scores, logits.new_zeros(()), logits.new_zeros(())
+
+    def _record(self, usage: Tensor, entropy: Tensor, count: int) -> None:
+        if self._in_step and self.training and self.balance > 0 and torch.is_grad_enabled():
+            self._usage = usage if self._usage is None else self._usage + usage
+            self._entropy = entropy if self._entropy is None else self._entropy + entropy
+            self._count += count
+
+    def begin_step(self) -> None:
+        """Start a training step: from here to `aux_loss()` the calls' gate weights are collected and each
+        query / table tensor's side is computed once."""
+        self._usage, self._entropy, self._count, self._sides, self._in_step = None, None, 0, {}, True
+
+    def aux_loss(self) -> Tensor | None:
+        """End the training step `begin_step()` started: its load-balancing loss (weighted by `balance`; None
+        when nothing was collected), and forget the step's tensors."""
+        usage, entropy, count = self._usage, self._entropy, self._count
+        self._usage, self._entropy, self._count, self._sides, self._in_step = None, None, 0, {}, False
+        if usage is None or entropy is None or count == 0:
+            return None
+        mean = usage / count
+        return self.balance * ((mean * torch.log(mean + EPS)).sum() + entropy / count)
+
+    # -- the three forms of a similarity -----------------------------------------------------------------------
+
+    def forward(self, queries: Tensor, items: Tensor) -> Tensor:
+        """[B, C] scores of every query against every item."""
+        q, gate_q = self._side("query", queries)                                    # [B, Pq, d], [B, L]
+        x, gate_x = self._side("item", items)                                       # [C, Px, d], [C, L]
+        width = max(self.pairs, self.gate_hidden)
+        chunk = max(1, self.max_block // max(1, queries.shape[0] * width))
+        blocks = []
+        for start in range(0, items.shape[0], chunk):                              # item chunks
+            part = slice(start, start + chunk)
+            logits = torch.einsum("bpd,crd->bcpr", q, x[part]).flatten(2) / self.temperature   # [B, c, L]
+            scores, usage, entropy = self._mix(logits, gate_q.unsqueeze(1) * gate_x[part].unsqueeze(0))
+            self._record(usage, entropy, logits.shape[0] * logits.shape[1])
+            blocks.append(scores)
+        return torch.cat(blocks, dim=1) if blocks else queries.new_zeros(queries.shape[0], 0)
+
+    def pairwise(self, queries: Tensor, items: Tensor) -> Tensor:
+        """[M, K] scores of each query [M, D] against its own items [M, K, D]."""
+        q, gate_q = self._side("query", queries)                                    # [M, Pq, d], [M, L]
+        x, gate_x = self.item_proj(self.item_dropout(items)).unflatten(-1, (self.px, self.d)), self.item_gate(items)
+        x = x / x.norm(dim=-1, keepdim=True).clamp(min=EPS)
+        logits = torch.einsum("mpd,mkrd->mkpr", q, x).flatten(2) / self.temperature  # [M, K, L]
+        scores, usage, entropy = self._mix(logits, gate_q.unsqueeze(1) * gate_x)
+        self._record(usage, entropy, logits.shape[0] * logits.shape[1])
+        return scores
+
+    def gathered(self, queries: Tensor, table: Any, ids: Tensor) -> Tensor:
+        """`pairwise(queries, table[ids])` with the item components and gate term computed once per table row
+        (the item dropout then draws one mask per row and call, not one per drawn id), scored in chunks of
+        query rows that are recomputed in the backward."""
+        if ids.numel() < table.shape[0] or not isinstance(table, Tensor):              # few ids: per id
+            return self.pairwise(queries, table[ids])
+        q, gate_q = self._side("query", queries)                                    # [M, Pq, d], [M, L]
+        x, gate_x = self._side("item", table)                                       # [N, Px, d], [N, L]
+        per_row = ids.shape[1] * max(self.pairs, self.gate_hidden)
+        rows = (max(1, self.gather_block // per_row) if self.gather_block
+                else chunk_rows(per_row, 1 << 20, queries.device, accelerator=1 << 24))
+        recompute = torch.is_grad_enabled() and (q.requires_grad or x.requires_grad)
+        outs, usage, entropy = [], [], []
+        for start in range(0, ids.shape[0], rows):
+            part = slice(start, start + rows)
+            inputs = (q[part], gate_q[part], x, gate_x, ids[part])
+            out = (checkpoint(self._gathered_chunk, *inputs, use_reentrant=False) if recompute
+                   else self._gathered_chunk(*inputs))
+            outs.append(out[0])
+            usage.append(out[1])
+            entropy.append(out[2])
+        if not outs:
+            return queries.new_zeros(ids.shape)
+        self._record(torch.stack(usage).sum(0), torch.stack(entropy).sum(), ids.numel())
+        return torch.cat(outs)
+
+    def _gathered_chunk(self, q: Tensor, gate_q: Tensor, x: Tensor, gate_x: Tensor, ids: Tensor
+                        ) -> tuple[Tensor, Tensor, Tensor]:
+        parts = x[ids]                                                              # [c, K, Px, d]
+        logits = torch.einsum("cpd,ckrd->ckpr", q, parts).flatten(2) / self.temperature   # [c, K, L]
+        return self._mix(logits, gate_q.unsqueeze(1) * gate_x[ids])
