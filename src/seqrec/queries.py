@@ -76,8 +76,9 @@ class QueryEncoder:
         return slice(int(self.data.offsets[u]), int(self.data.offsets[u + 1]))
 
     def encode_side(self, name: str, values: object, length: int) -> np.ndarray | None:
-        """The side input `name` (`times`, `ratings`) of a raw history of `length` items as [H] raw values
-        (`SideInput.dtype`); None when the model reads none and none were given.
+        """The side input `name` (`times`, `ratings`, `users`) of a raw history of `length` items as [H] raw
+        values (`SideInput.dtype`); None when the model reads none and none were given; the side input's
+        `unknown` value when the model reads it, none were given and it has one (a raw history's user).
 
         Raises:
             RecommendError: the model reads them and none were given, or they are not one valid value per
@@ -86,6 +87,8 @@ class QueryEncoder:
         side = SIDE_INPUTS[name]
         if values is None:
             why = self.model.side_inputs.get(name)
+            if why is not None and side.unknown is not None:         # e.g. users: a raw history's is unknown
+                return np.full(length, side.unknown, dtype=side.dtype)
             if why is not None:
                 raise RecommendError(f"this model reads {side.what} ({why.setting}): give '{name}', one {side.noun} "
                                      "per history item", field=name)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import seqrec
+from seqrec import api
 from seqrec.config import load_config
 from seqrec.errors import ConfigError
 from seqrec.models import build_model
@@ -28,18 +29,21 @@ def gated(**overrides) -> GatedMixtureOfLogits:
 def by_hand(m: GatedMixtureOfLogits, q: torch.Tensor, x: torch.Tensor) -> float:
     """One (query, item) score from the module's weights, written the way the reference's code reads."""
     swiglu, out = m.query_proj[0], m.query_proj[1]
-    a, b = (q @ swiglu.proj.weight.T + swiglu.proj.bias).split(swiglu.hidden)
+    state = q[:m.dim]
+    a, b = (state @ swiglu.proj.weight.T + swiglu.proj.bias).split(swiglu.hidden)
     f = (F.silu(a) * b) @ out.weight.T + out.bias                                   # [Pq * d]
     g = x @ m.item_proj.weight.T + m.item_proj.bias                                 # [Px * d]
-    f, g = f.view(m.pq, m.d), g.view(m.px, m.d)
-    f, g = f / f.norm(dim=1, keepdim=True), g / g.norm(dim=1, keepdim=True)
+    f, g = f.view(-1, m.d), g.view(m.px, m.d)
+    if m.users is not None:                                    # the user part of the query is its last component
+        f = torch.cat([f, q[m.dim:].view(1, m.d)])
+    f, g = f / f.norm(dim=1, keepdim=True).clamp(min=1e-6), g / g.norm(dim=1, keepdim=True)
     logits = torch.stack([f[p] @ g[r] for p in range(m.pq) for r in range(m.px)]) / m.temperature   # [L]
 
     def mlp(seq, v):
         hidden = F.silu(v @ seq[0].weight.T + seq[0].bias)
         return hidden @ seq[2].weight.T + (seq[2].bias if seq[2].bias is not None else 0)
 
-    z = mlp(m.query_gate, q) * mlp(m.item_gate, x) + mlp(m.pair_gate, logits)
+    z = mlp(m.query_gate, state) * mlp(m.item_gate, x) + mlp(m.pair_gate, logits)
     weights = torch.exp(F.silu(z)) / torch.exp(F.silu(z)).sum()
     return float((weights * logits).sum().detach())
 
@@ -172,3 +176,68 @@ def test_trains_through_the_trainer_with_its_balance_term_in_the_loss():
     torch.manual_seed(1)
     without = step(batch)[0].item()
     assert with_balance < without
+
+
+# --------------------------------------------------------------------------------------------- user-id component
+
+def test_user_component_is_the_last_query_component_and_unknown_users_add_nothing():
+    m = gated(user_buckets=5).eval()                          # 3 query components: 2 from the state, 1 user
+    states, items = torch.randn(4, 6, dtype=torch.float64), torch.randn(5, 6, dtype=torch.float64)
+    users = torch.tensor([1, 3, 0, 5])                                                # 0: an unknown user
+    queries = torch.cat([states, m.user_vectors(users)], dim=1)                       # [4, 6 + 4]
+    parts, _ = m._side("query", queries)
+    assert parts.shape == (4, 3, 4)
+    assert torch.allclose(parts[:, 2][[0, 1, 3]], F.normalize(m.users.weight[[1, 3, 5]], dim=-1))
+    assert torch.all(parts[2, 2] == 0)                                                # unknown: zero component
+    scores = m(queries, items)
+    for i in range(4):
+        for j in range(5):
+            assert scores[i, j].item() == pytest.approx(by_hand(m, queries[i], items[j]), abs=1e-10)
+    with pytest.raises(ValueError, match=r"queries with a user part are \[..., 10\]"):
+        m(states, items)
+
+
+def test_user_l2_term_is_the_mean_squared_norm_over_real_positions():
+    m = gated(user_buckets=5, user_l2=0.1, user_dropout=0.5)
+    users = torch.tensor([[0, 2, 2], [0, 0, 4]])                                      # 0 = padding
+    m.begin_step()
+    vectors = m.user_vectors(users)
+    expected = 0.1 * (m.users.weight[[2, 2, 4]] ** 2).sum() / 3
+    assert m.aux_loss().item() == pytest.approx(expected.item(), rel=1e-12)
+    assert torch.all(vectors[users == 0] == 0)
+    kept = vectors[users != 0] != 0                                                   # elementwise dropout
+    assert 0 < kept.float().mean() < 1
+
+
+def test_hstu_with_a_user_component_trains_evaluates_and_recommends_on_demo_data():
+    split = seqrec.leave_one_out(seqrec.load("demo"))
+    model_cfg = {"name": "hstu", "dim": 16, "max_len": 20, "attention_dim": 8, "linear_dim": 8,
+                 "similarity": "mol", "mol_gating": "glu_silu", "mol_query_components": 3, "mol_components": 2,
+                 "mol_dim": 8, "mol_gate_hidden": 8, "mol_user_buckets": 1000, "mol_user_dropout": 0.5,
+                 "mol_user_l2": 0.1}
+    run = api.train(split, model=model_cfg, loss={"name": "sampled_softmax", "num_negatives": 16},
+                    train={"epochs": 1, "batch_size": 64, "progress": False, "seed": 3})
+    model = run.model
+    assert set(model.side_inputs) == {"users"} and model.user_buckets == 1000
+    assert run.evaluate("test") == pytest.approx(run.results["test"])                 # users reach the evaluator
+    # row 0 of the user table (padding / unknown user) stays zero through training
+    assert torch.all(model.similarity.users.weight[0] == 0)
+    # a known user's answer uses their embedding; the same items as a raw history are an unknown user's
+    data = split.data
+    user = data.users.decode(np.array([0]))[0].item()
+    history = data.item_vocab.decode(data.sequence(0)).tolist()
+    known = run.recommend(user=user, k=5)
+    raw = run.recommend(history=history, k=5)
+    assert len(known) == len(raw) == 5
+    assert [s for _, s in known] != pytest.approx([s for _, s in raw])
+    with torch.no_grad():                                                           # zero the user's row
+        model.similarity.users.weight[1] = 0                                          # bucket 1 = user 0
+    assert [s for _, s in run.recommend(user=user, k=5)] == pytest.approx([s for _, s in raw], rel=1e-5)
+
+
+def test_a_user_component_needs_hstu_and_the_reference_gate():
+    with pytest.raises(ConfigError, match="model 'sasrec' does not read user ids; a MoL user-id component"):
+        build_model("sasrec", 30, {"dim": 16, "max_len": 10, "similarity": "mol", "mol_gating": "glu_silu",
+                                   "mol_query_components": 3, "mol_user_buckets": 10})
+    with pytest.raises(ConfigError, match="mol_user_buckets only apply with mol_gating: glu_silu"):
+        load_config(None, ["model.name=hstu", "model.similarity=mol", "model.mol_user_buckets=10"])

@@ -386,6 +386,7 @@ def test_paper_configs_load(name, monkeypatch):
                params.mol_balance)
         assert mol == ("glu_silu", 8, 4, 64, 512, 0.1, 128, 0.2, 0.001)
         assert (params.output_norm, train.weight_decay, train.no_decay) == ("layernorm", 1e-3, [])
+        assert (params.mol_user_buckets, params.mol_user_dropout, params.mol_user_l2) == (6040, 0.5, 0.1)
 
 
 def test_betas_reach_the_optimizer():

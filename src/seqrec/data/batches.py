@@ -4,8 +4,8 @@ Padding is item id 0 everywhere; rows may be left- or right-aligned and models m
 either way. `valid = items != 0` is the mask of real positions.
 
 Side inputs: besides the items, a model may read other per-position values (`SIDE_INPUTS`: `times`,
-`ratings`), declared by the model (`side_inputs`, from its config). `data_side_inputs` is the one check that the
-data has them, and `side_windows` the one builder of their [B, L] tensors, for training batches, evaluation
+`ratings`, `users`), declared by the model (`side_inputs`, from its config). `data_side_inputs` is the one check
+that the data has them, and `side_windows` the one builder of their [B, L] tensors, for training batches, evaluation
 targets and recommendation queries alike.
 """
 
@@ -40,6 +40,7 @@ class CausalBatch:
     # side inputs (`SIDE_INPUTS`), only for a model that reads them (`side_inputs`), built by `side_windows`:
     times: Tensor | None = None    # [B, L] int64 seconds of each input item, 0 = padding
     ratings: Tensor | None = None  # [B, L] int64 rating id 1..R of each input item, 0 = padding/unknown
+    users: Tensor | None = None    # [B, L] int64 user bucket 1..U of the row's user, 0 = padding/unknown user
 
     def to(self, device: torch.device | str) -> CausalBatch:
         return _move(self, device)
@@ -81,6 +82,9 @@ class ReadsInputs(Protocol):
     @property
     def num_ratings(self) -> int: ...
 
+    @property
+    def user_buckets(self) -> int: ...
+
 
 class InputSetting(NamedTuple):
     """Why a model reads a side input, for error messages: the setting that asks for it and the one that
@@ -105,6 +109,9 @@ class SideInput:
     read: Callable[[SequenceData], np.ndarray | None]   # the data's CSR values, None when it has none
     accepts: Callable[[object], bool]                # whether a raw (request) value is one
     encode: Callable[[np.ndarray, ReadsInputs], np.ndarray]   # raw values (any shape) -> int64 model input
+    # the raw value a raw-history query gets when it gives none (an unknown user), or None: the query must give
+    # them when the model reads them
+    unknown: object = None
 
 
 def _is_integer(value: object) -> bool:
@@ -123,7 +130,18 @@ SIDE_INPUTS: dict[str, SideInput] = {side.name: side for side in (
     SideInput("ratings", "ratings", "rating", "finite numbers", "rating", "", np.float64,
               lambda data: data.ratings, _is_number,
               lambda values, model: rating_ids(values, model.num_ratings)),   # rounded, clamped to 1..R
+    # the row's user (dense index 0..U-1) at each of its items; a raw history is an unknown user (-1 -> 0)
+    SideInput("users", "user ids", "user id", "dense user indices", "user", "", np.int64,
+              lambda data: np.repeat(np.arange(data.num_users, dtype=np.int64), data.lengths), _is_integer,
+              lambda values, model: user_buckets(values, model.user_buckets), unknown=-1),
 )}
+
+
+def user_buckets(users: np.ndarray, buckets: int) -> np.ndarray:
+    """Dense user indices (any shape; negative = unknown user) -> int64 bucket ids 1..`buckets` (index modulo
+    `buckets`, plus one, as the RAILS reference hashes its user ids), 0 for an unknown user."""
+    users = np.asarray(users, dtype=np.int64)
+    return np.where(users < 0, 0, users % max(1, buckets) + 1)
 
 
 def data_side_inputs(model: ReadsInputs, data: SequenceData) -> dict[str, np.ndarray]:

@@ -33,6 +33,7 @@ from pydantic_core import PydanticCustomError
 from torch import Tensor, nn
 
 from seqrec.data.batches import CausalBatch, InputSetting
+from seqrec.errors import ConfigError
 from seqrec.models.layers.similarity import make_similarity
 
 if TYPE_CHECKING:
@@ -56,13 +57,18 @@ class ModelConfig(BaseModel):
     mol_item_dropout: float = Field(0.0, ge=0, lt=1)   # glu_silu: dropout on item vectors before their projection
     mol_gate_dropout: float = Field(0.0, ge=0, lt=1)   # glu_silu: dropout on the mixture weights (renormalised)
     mol_balance: float = Field(0.0, ge=0)          # glu_silu: weight of the load-balancing loss (reference 0.001)
+    mol_user_buckets: int = Field(0, ge=0)         # glu_silu: > 0: one query component is a user-id embedding
+                                                   # (dense user index mod buckets; reference 6,040); HSTU only
+    mol_user_dropout: float = Field(0.0, ge=0, lt=1)   # glu_silu: dropout on the user embedding (reference 0.5)
+    mol_user_l2: float = Field(0.0, ge=0)          # glu_silu: weight of its mean squared norm in the loss (0.1)
 
     @model_validator(mode="after")
     def _mol_keys_need_glu_silu(self) -> ModelConfig:
         """The reference gate's keys mean nothing to the additive gate: setting one there is a mistake."""
         if self.mol_gating != "glu_silu":
             given = [f"mol_{key}" for key in ("query_components", "query_hidden", "item_dropout", "gate_dropout",
-                                              "balance") if getattr(self, f"mol_{key}") not in (None, 0, 0.0)]
+                                              "balance", "user_buckets", "user_dropout", "user_l2")
+                     if getattr(self, f"mol_{key}") not in (None, 0, 0.0)]
             if given:
                 raise PydanticCustomError("seqrec", "{message}", {
                     "message": f"{', '.join(given)} only apply with mol_gating: glu_silu (similarity: mol); "
@@ -102,6 +108,7 @@ class SequentialRecommender(nn.Module):
     trainable: ClassVar[bool] = True
     objective: ClassVar[str] = "causal"   # how training batches are built (seqrec.train.objectives)
     causal: ClassVar[bool] = True         # the state at position t depends on items up to t only
+    reads_users: ClassVar[bool] = False   # may append a user-id component to its states (`with_users`)
 
     def __init__(self, config: ModelConfig, num_items: int) -> None:
         super().__init__()
@@ -111,7 +118,11 @@ class SequentialRecommender(nn.Module):
             config.similarity, config.temperature, dim=getattr(config, "dim", 1), components=config.mol_components,
             component_dim=config.mol_dim, gating=config.mol_gating, query_components=config.mol_query_components,
             query_hidden=config.mol_query_hidden, item_dropout=config.mol_item_dropout,
-            gate_hidden=config.mol_gate_hidden, gate_dropout=config.mol_gate_dropout, balance=config.mol_balance)
+            gate_hidden=config.mol_gate_hidden, gate_dropout=config.mol_gate_dropout, balance=config.mol_balance,
+            user_buckets=config.mol_user_buckets, user_dropout=config.mol_user_dropout, user_l2=config.mol_user_l2)
+        if self.user_buckets and not self.reads_users:
+            raise ConfigError(f"model.mol_user_buckets: model {self.name!r} does not read user ids; a MoL user-id "
+                              "component needs model hstu")
 
     @property
     def max_len(self) -> int:
@@ -150,14 +161,31 @@ class SequentialRecommender(nn.Module):
         return ("items", *self.side_inputs)
 
     @property
+    def user_buckets(self) -> int:
+        """U: a model whose similarity has a user-id component reads user buckets 1..U (0 = padding/unknown
+        user, `CausalBatch.users`); 0 for the others."""
+        return int(getattr(self.similarity, "user_buckets", 0))
+
+    def with_users(self, states: Tensor, users: Tensor | None) -> Tensor:
+        """States [..., D] with the similarity's user-id component appended ([..., D + d]) when it has one
+        (`mol_user_buckets`); `users` [...] are bucket ids (`CausalBatch.users`). Unchanged otherwise."""
+        if not self.user_buckets:
+            return states
+        if users is None:
+            raise ValueError("mol_user_buckets > 0 needs user ids in the batch (CausalBatch.users)")
+        return torch.cat([states, self.similarity.user_vectors(users).to(states.dtype)], dim=-1)  # type: ignore
+
+    @property
     def num_ratings(self) -> int:
         """R: a model that reads `ratings` reads rating ids 1..R (0 = padding/unknown); 0 for the others."""
         return int(getattr(self.config, "num_ratings", 0)) if "ratings" in self.side_inputs else 0
 
-    def predict(self, items: Tensor, times: Tensor | None = None, *, ratings: Tensor | None = None) -> Tensor:
+    def predict(self, items: Tensor, times: Tensor | None = None, *, ratings: Tensor | None = None,
+                users: Tensor | None = None) -> Tensor:
         """[B, D] state after the last real item of each history `items` [B, L], given the side inputs the
-        model reads (`side_inputs`: timestamps `times`, rating ids `ratings`, [B, L] each)."""
-        return self.predict_batch(CausalBatch(items=items, times=times, ratings=ratings))
+        model reads (`side_inputs`: timestamps `times`, rating ids `ratings`, user buckets `users`, [B, L]
+        each)."""
+        return self.predict_batch(CausalBatch(items=items, times=times, ratings=ratings, users=users))
 
     def predict_batch(self, batch: CausalBatch) -> Tensor:
         """[B, D] state after the last real item of each row of `batch` (`predict`'s work; a model overrides

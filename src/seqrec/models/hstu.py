@@ -93,6 +93,7 @@ class HSTU(SequentialRecommender):
     name = "hstu"
     config_class = HSTUConfig
     config: HSTUConfig
+    reads_users = True    # a MoL user-id component (`mol_user_buckets`) is appended to the states
 
     def __init__(self, config: HSTUConfig, num_items: int) -> None:
         super().__init__(config, num_items)
@@ -121,6 +122,8 @@ class HSTU(SequentialRecommender):
             reads["times"] = InputSetting("time_bias: true", "model.time_bias: false")
         if self.config.inputs != "items":
             reads["ratings"] = InputSetting(f"inputs: {self.config.inputs}", "model.inputs: items")
+        if self.user_buckets:
+            reads["users"] = InputSetting("mol_user_buckets > 0", "model.mol_user_buckets: 0")
         return reads
 
     @property
@@ -177,7 +180,8 @@ class HSTU(SequentialRecommender):
             x, keep = x[:, 1::2], keep[:, 1::2]                                       # [B, L, D], [B, L, 1]
         if config.output_norm == "l2":
             x = F.normalize(x, dim=-1, eps=1e-6)
-        return self.final_norm(x) * keep                                              # [B, L, D]
+        x = self.final_norm(x) * keep                                                 # [B, L, D]
+        return self.with_users(x, batch.users) if self.user_buckets else x            # [B, L, D (+ d)]
 
     def embed(self, items: Tensor, ratings: Tensor | None) -> Tensor:
         """Scaled input embeddings before positions: [B, L, D] (`items`, `items_ratings`) or the interleaved

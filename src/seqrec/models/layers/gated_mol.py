@@ -6,6 +6,10 @@ For a query q (a state) and an item x (its table row):
 
 - P_Q query components f_p(q) = rows of `query_proj(q)` (a SwiGLU MLP D -> H -> P_Q * d when `query_hidden` > 0,
   else one linear map) and P_X item components g_r(x) = rows of `item_proj(dropout(x))`, each L2-normalised;
+  with `user_buckets` > 0 the last query component is instead the user's row of a user-id table (the reference's
+  `uid_embedding_hash_sizes`): the model appends it to its states (`user_vectors`, dropout `user_dropout`), so a
+  query is then [D + d] (state, user part), and a zero user part (an unknown user, bucket 0) gives that
+  component's logits 0;
 - the P_Q * P_X logits l_pr = <f_p(q), g_r(x)> / temperature;
 - gate z = query_gate(q) * item_gate(x) + pair_gate(l) (the query and item parts are MLPs evaluated once per
   query and once per item, the pair part an MLP over each pair's L = P_Q * P_X logits), weights
@@ -15,7 +19,8 @@ For a query q (a state) and an item x (its table row):
 The reference's load-balancing regulariser (its `mi_loss`: minus the entropy of the batch's mean gate weights
 plus the mean entropy of each pair's weights; weight 0.001 in its ML-1M config) is collected over the calls of
 a training step, from `begin_step()` to `aux_loss()`, which returns it for the training step to add to the loss
-(`balance` is its weight; 0 = none). Within a step the query and table sides are computed once per tensor (the
+(`balance` is its weight; 0 = none), with the reference's penalty on the user embeddings' mean squared norm
+(`user_l2`). Within a step the query and table sides are computed once per tensor (the
 loss scores the positives and then the negatives of the same states against the same table).
 
 Cost: the pair gate's MLP runs on every (query, item) pair, L -> `gate_hidden` -> L: for sampled softmax over K
@@ -78,24 +83,34 @@ class GatedMixtureOfLogits(nn.Module):
         gate_hidden: width of the three gating MLPs (128).
         gate_dropout: dropout on the mixture weights in training, renormalised (0.2).
         balance: weight of the load-balancing loss returned by `aux_loss()` (0.001); 0 = none.
+        user_buckets: U > 0: the last query component is a user-id embedding of U buckets (6,040); 0 = none.
+        user_dropout: dropout on the user embedding in training (0.5).
+        user_l2: weight of the user embeddings' mean squared norm in `aux_loss()` (0.1).
         max_block: `forward` scores the items in chunks of at most this many pair values.
         gather_block: `gathered` scores the query rows in chunks of at most this many pair values (rows x K x
-            max(L, gate_hidden)); default 2^20 per CPU thread (fastest of 2^18 to 2^23 on ML-1M's shapes), 2^24 on an
-            accelerator.
+            max(L, gate_hidden)); default 2^20 per CPU thread (the fastest of 2^18 to 2^23 on ML-1M's shapes),
+            2^24 on an accelerator.
     """
 
     def __init__(self, dim: int, query_components: int = 8, item_components: int = 4, component_dim: int = 64,
                  temperature: float = 0.05, query_hidden: int = 512, item_dropout: float = 0.1,
-                 gate_hidden: int = 128, gate_dropout: float = 0.2, balance: float = 0.0,
-                 max_block: int = 1 << 22, gather_block: int | None = None) -> None:
+                 gate_hidden: int = 128, gate_dropout: float = 0.2, balance: float = 0.0, *, user_buckets: int = 0,
+                 user_dropout: float = 0.0, user_l2: float = 0.0, max_block: int = 1 << 22,
+                 gather_block: int | None = None) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.pq, self.px, self.d = int(query_components), int(item_components), int(component_dim)
+        self.dim, self.user_buckets = int(dim), int(user_buckets)
+        self.user_dropout, self.user_l2 = float(user_dropout), float(user_l2)
+        if self.user_buckets and self.pq < 2:
+            raise ValueError("a user-id component needs at least 2 query components (the others come from the "
+                             f"state), got {self.pq}")
+        from_state = self.pq - (1 if self.user_buckets else 0)            # query components from the state
         self.pairs = self.pq * self.px
         self.temperature, self.gate_dropout, self.balance = float(temperature), float(gate_dropout), float(balance)
         self.gate_hidden, self.max_block, self.gather_block = int(gate_hidden), int(max_block), gather_block
-        out = nn.Linear(query_hidden if query_hidden > 0 else dim, self.pq * self.d)
+        out = nn.Linear(query_hidden if query_hidden > 0 else dim, from_state * self.d)
         nn.init.xavier_uniform_(out.weight)
         nn.init.zeros_(out.bias)
         self.query_proj = nn.Sequential(SwiGLU(dim, query_hidden), out) if query_hidden > 0 else nn.Sequential(out)
@@ -106,6 +121,10 @@ class GatedMixtureOfLogits(nn.Module):
         self.query_gate = _mlp(dim, self.gate_hidden, self.pairs, bias=False)
         self.item_gate = _mlp(dim, self.gate_hidden, self.pairs, bias=False)
         self.pair_gate = _mlp(self.pairs, self.gate_hidden, self.pairs)
+        # the user-id table (torch's N(0, 1) init, as the reference's nn.Embedding); row 0 = unknown user
+        self.users = nn.Embedding(self.user_buckets + 1, self.d, padding_idx=0) if self.user_buckets else None
+        self._user_sq: Tensor | None = None    # training: sum of the step's user embeddings' squared norms
+        self._user_count = 0                   # training: real positions they were read at
         self._usage: Tensor | None = None      # training: sum of the gate weights over the step's pairs [L]
         self._entropy: Tensor | None = None    # training: sum of each pair's gate entropy
         self._count = 0                        # training: pairs scored in the step
@@ -120,7 +139,15 @@ class GatedMixtureOfLogits(nn.Module):
         if cached is not None and cached[0] is x:                 # the loss scores positives, then negatives
             return cached[1], cached[2]
         if key == "query":
-            parts, gate = self.query_proj(x).unflatten(-1, (self.pq, self.d)), self.query_gate(x)
+            state = x
+            if self.users is not None:
+                if x.shape[-1] != self.dim + self.d:
+                    raise ValueError(f"queries with a user part are [..., {self.dim + self.d}] (state, user part: "
+                                     f"`user_vectors`), got [..., {x.shape[-1]}]")
+                state = x[..., :self.dim]
+            parts, gate = self.query_proj(state).unflatten(-1, (-1, self.d)), self.query_gate(state)
+            if self.users is not None:
+                parts = torch.cat([parts, x[..., self.dim:].unsqueeze(-2)], dim=-2)   # [..., P_Q, d]
         else:
             parts, gate = self.item_proj(self.item_dropout(x)).unflatten(-1, (self.px, self.d)), self.item_gate(x)
         parts = parts / parts.norm(dim=-1, keepdim=True).clamp(min=EPS)
@@ -149,20 +176,40 @@ class GatedMixtureOfLogits(nn.Module):
             self._entropy = entropy if self._entropy is None else self._entropy + entropy
             self._count += count
 
+    def user_vectors(self, users: Tensor) -> Tensor:
+        """[..., d] user-id components of bucket ids `users` [...] (0 = padding / unknown: zeros), dropped out in
+        training; within a training step their squared norms are collected for `user_l2`."""
+        if self.users is None:
+            raise ValueError("this MoL has no user-id component (user_buckets: 0)")
+        vectors = self.users(users)
+        if self._in_step and self.training and self.user_l2 > 0 and torch.is_grad_enabled():
+            real = users != 0
+            squares = (vectors[real] ** 2).sum()
+            self._user_sq = squares if self._user_sq is None else self._user_sq + squares
+            self._user_count += int(real.sum())
+        return F.dropout(vectors, self.user_dropout, training=self.training) if self.user_dropout else vectors
+
     def begin_step(self) -> None:
-        """Start a training step: from here to `aux_loss()` the calls' gate weights are collected and each
-        query / table tensor's side is computed once."""
+        """Start a training step: from here to `aux_loss()` the calls' gate weights and user embeddings are
+        collected and each query / table tensor's side is computed once."""
         self._usage, self._entropy, self._count, self._sides, self._in_step = None, None, 0, {}, True
+        self._user_sq, self._user_count = None, 0
 
     def aux_loss(self) -> Tensor | None:
-        """End the training step `begin_step()` started: its load-balancing loss (weighted by `balance`; None
-        when nothing was collected), and forget the step's tensors."""
+        """End the training step `begin_step()` started: its load-balancing loss (weighted by `balance`) plus
+        the user embeddings' mean squared norm (weighted by `user_l2`); None when nothing was collected. Forgets
+        the step's tensors."""
         usage, entropy, count = self._usage, self._entropy, self._count
+        user_sq, user_count = self._user_sq, self._user_count
         self._usage, self._entropy, self._count, self._sides, self._in_step = None, None, 0, {}, False
-        if usage is None or entropy is None or count == 0:
-            return None
-        mean = usage / count
-        return self.balance * ((mean * torch.log(mean + EPS)).sum() + entropy / count)
+        self._user_sq, self._user_count = None, 0
+        terms = []
+        if usage is not None and entropy is not None and count:
+            mean = usage / count
+            terms.append(self.balance * ((mean * torch.log(mean + EPS)).sum() + entropy / count))
+        if user_sq is not None and user_count:
+            terms.append(self.user_l2 * user_sq / user_count)
+        return sum(terms[1:], terms[0]) if terms else None
 
     # -- the three forms of a similarity -----------------------------------------------------------------------
 

@@ -249,7 +249,8 @@ MOL_GATINGS = ("additive", "glu_silu")
 def make_similarity(name: str, temperature: float = 0.05, *, dim: int = 1, components: int = 4,
                     component_dim: int | None = None, gating: str = "additive", query_components: int | None = None,
                     query_hidden: int = 0, item_dropout: float = 0.0, gate_hidden: int | None = None,
-                    gate_dropout: float = 0.0, balance: float = 0.0) -> Similarity:
+                    gate_dropout: float = 0.0, balance: float = 0.0, user_buckets: int = 0, user_dropout: float = 0.0,
+                    user_l2: float = 0.0) -> Similarity:
     """The similarity module `name`; `dim` (D), `components` (P) and `component_dim` (d) size MoL. MoL's
     `gating` is seqrec's additive gate (`MixtureOfLogits`, P x P logits) or the RAILS reference's
     (`glu_silu`: `GatedMixtureOfLogits`, `query_components` x `components` logits, and the other keywords)."""
@@ -260,7 +261,7 @@ def make_similarity(name: str, temperature: float = 0.05, *, dim: int = 1, compo
     if name == "mol" and gating == "glu_silu":
         return GatedMixtureOfLogits(dim, query_components or components, components, component_dim or dim,
                                     temperature, query_hidden, item_dropout, gate_hidden or 128, gate_dropout,
-                                    balance)
+                                    balance, user_buckets=user_buckets, user_dropout=user_dropout, user_l2=user_l2)
     if name == "mol" and gating == "additive":
         return MixtureOfLogits(dim, components, component_dim, temperature, hidden=gate_hidden)
     if name == "mol":
