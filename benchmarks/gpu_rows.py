@@ -11,8 +11,9 @@ under `<out>/runs/`.
     SEQREC_DATA=../shared/datasets python benchmarks/gpu_rows.py --out /tmp/gpu-smoke --smoke   # on CPU
 
 Rows: `hstu_large`, `hstu_large_noval` (the HSTU paper's own protocol: no validation item, 101 epochs, last
-epoch tested, only the 200 items the model reads removed from the ranking), `hstu_large_mol`, `bert4rec`,
-`hstu_noval`, `sasrec_sampled_noval`. Copy the results files into `benchmarks/results/` and run
+epoch tested, only the 200 items the model reads removed from the ranking), `hstu_large_mol` (the RAILS
+reference's MoL settings), `hstu_large_mol_noval` (and its protocol), `bert4rec`, `hstu_noval`,
+`sasrec_sampled_noval`. Copy the results files into `benchmarks/results/` and run
 `python benchmarks/tables.py` to put them in the README's tables.
 """
 
@@ -32,6 +33,7 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "hstu_large": ("ml1m_hstu_large.yaml", []),
     "hstu_large_noval": ("ml1m_hstu_large.yaml", NOVAL),
     "hstu_large_mol": ("ml1m_hstu_large_mol.yaml", []),
+    "hstu_large_mol_noval": ("ml1m_hstu_large_mol.yaml", NOVAL),   # the RAILS reference's protocol too
     "bert4rec": ("ml1m_bert4rec.yaml", []),
     "hstu_noval": ("ml1m_hstu.yaml", NOVAL),
     "sasrec_sampled_noval": ("ml1m_sasrec_sampled.yaml", NOVAL),
