@@ -151,13 +151,19 @@ def test_config_keys_build_it_and_refuse_it_with_the_additive_gate():
                            "model.mol_balance=0.01"])
 
 
-def test_trains_through_the_trainer_with_its_balance_term_in_the_loss():
+GLU_SILU = ["model.mol_gating=glu_silu", "model.mol_query_components=4", "model.mol_dim=8",
+            "model.mol_query_hidden=16", "model.mol_item_dropout=0.1", "model.mol_gate_hidden=8",
+            "model.mol_gate_dropout=0.2", "model.mol_balance=0.5"]
+
+
+@pytest.mark.parametrize("gating", ["additive", "glu_silu"])
+def test_mol_parameters_learn_through_the_trainer(gating):
+    """Either gate's parameters move in one training step; the reference gate's step ends its collection and
+    adds the balance term to the loss."""
     split = seqrec.leave_one_out(seqrec.load("demo"))
     config = load_config(None, ["model.name=hstu", "model.dim=16", "model.max_len=20", "model.attention_dim=8",
-                                "model.linear_dim=8", "model.similarity=mol", "model.mol_gating=glu_silu",
-                                "model.mol_query_components=4", "model.mol_components=2", "model.mol_dim=8",
-                                "model.mol_query_hidden=16", "model.mol_item_dropout=0.1",
-                                "model.mol_gate_hidden=8", "model.mol_gate_dropout=0.2", "model.mol_balance=0.5",
+                                "model.linear_dim=8", "model.similarity=mol", "model.mol_components=2",
+                                *(GLU_SILU if gating == "glu_silu" else []),
                                 "loss.name=sampled_softmax", "loss.num_negatives=16", "train.progress=false"])
     torch.manual_seed(0)
     model = build_model("hstu", split.data.num_items, config.model.params)
@@ -165,6 +171,8 @@ def test_trains_through_the_trainer_with_its_balance_term_in_the_loss():
     before = {k: v.clone() for k, v in model.similarity.state_dict().items()}
     trainer._step(np.arange(32))
     assert all(not torch.equal(before[k], v) for k, v in model.similarity.state_dict().items())
+    if gating == "additive":
+        return
     assert model.similarity._sides == {} and not model.similarity._in_step            # the step ended it
     # the step's loss = the sampled softmax + the balance term, which is negative (-H(mean) + mean H <= 0)
     from seqrec.train.objectives import make_batch

@@ -334,19 +334,6 @@ def test_mol_is_a_trained_submodule_of_any_model(name):
     assert model.similarity.query_proj.weight.shape == (2 * 4, 16)
 
 
-def test_mol_parameters_learn_through_the_trainer():
-    split = seqrec.leave_one_out(seqrec.load("demo"))
-    config = load_config(None, ["model.name=hstu", "model.dim=16", "model.max_len=20", "model.attention_dim=8",
-                                "model.linear_dim=8", "model.similarity=mol", "model.mol_components=2",
-                                "loss.name=sampled_softmax", "loss.num_negatives=16", "train.progress=false"])
-    torch.manual_seed(0)
-    model = build_model("hstu", split.data.num_items, config.model.params)
-    trainer = Trainer(model, split, config)
-    before = {k: v.clone() for k, v in model.similarity.state_dict().items()}
-    trainer._step(np.arange(32))
-    assert all(not torch.equal(before[k], v) for k, v in model.similarity.state_dict().items())
-
-
 # --------------------------------------------------------------------------------------------- init
 
 def test_truncated_normal_stays_within_two_std():
