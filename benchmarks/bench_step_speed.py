@@ -77,7 +77,8 @@ PRECISION_PAIRS = {"sasrec (bf16)": "sasrec", "hstu_large (bf16)": "hstu_large"}
 # 2026-12-05's evening)
 MOL_ADDITIVE = ["model.mol_gating=additive", "model.mol_query_components=null", "model.mol_query_hidden=0",
                 "model.mol_item_dropout=0", "model.mol_gate_hidden=null", "model.mol_gate_dropout=0",
-                "model.mol_balance=0", "model.mol_dim=32", "model.output_norm=l2", "train.weight_decay=0"]
+                "model.mol_balance=0", "model.mol_user_buckets=0", "model.mol_user_dropout=0", "model.mol_user_l2=0",
+                "model.mol_dim=32", "model.output_norm=l2", "train.weight_decay=0"]
 MOL = {"hstu_large": ("ml1m_hstu_large.yaml", []), "hstu_large_mol": ("ml1m_hstu_large_mol.yaml", []),
        "hstu_large_mol (additive gate)": ("ml1m_hstu_large_mol.yaml", MOL_ADDITIVE)}
 MOL_PAIRS = {"hstu_large_mol": "hstu_large", "hstu_large_mol (additive gate)": "hstu_large"}

@@ -199,6 +199,7 @@ TABLES: dict[str, Callable[[], str]] = {"reproduction": reproduction_table, "ml1
                                         "ml1m-speed": ml1m_speed_table,
                                         "precision-speed": lambda: ml1m_speed_table("precision"),
                                         "mol-speed": lambda: ml1m_speed_table("mol"),
+                                        "mol-gates-speed": lambda: ml1m_speed_table("mol_gates"),
                                         "scores-speed": lambda: ml1m_speed_table("scores"),
                                         "fused-speed": lambda: ml1m_speed_table("fused")}
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
