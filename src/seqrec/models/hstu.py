@@ -181,7 +181,7 @@ class HSTU(SequentialRecommender):
         if config.output_norm == "l2":
             x = F.normalize(x, dim=-1, eps=1e-6)
         x = self.final_norm(x) * keep                                                 # [B, L, D]
-        return self.with_users(x, batch.users) if self.user_buckets else x            # [B, L, D (+ d)]
+        return self.with_users(x, batch.users)                                        # [B, L, D (+ d)]
 
     def embed(self, items: Tensor, ratings: Tensor | None) -> Tensor:
         """Scaled input embeddings before positions: [B, L, D] (`items`, `items_ratings`) or the interleaved

@@ -134,26 +134,33 @@ class GatedMixtureOfLogits(nn.Module):
     # -- the two sides, each computed once per tensor within a training step ---------------------------------
 
     def _side(self, key: str, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(components [..., P, d], gate term [..., L]) of queries (`key` "query") or items ("item")."""
+        """`_query_side(x)` (`key` "query") or `_item_side(x)` ("item"), kept for the rest of a training step."""
         cached = self._sides.get(key)
         if cached is not None and cached[0] is x:                 # the loss scores positives, then negatives
             return cached[1], cached[2]
-        if key == "query":
-            state = x
-            if self.users is not None:
-                if x.shape[-1] != self.dim + self.d:
-                    raise ValueError(f"queries with a user part are [..., {self.dim + self.d}] (state, user part: "
-                                     f"`user_vectors`), got [..., {x.shape[-1]}]")
-                state = x[..., :self.dim]
-            parts, gate = self.query_proj(state).unflatten(-1, (-1, self.d)), self.query_gate(state)
-            if self.users is not None:
-                parts = torch.cat([parts, x[..., self.dim:].unsqueeze(-2)], dim=-2)   # [..., P_Q, d]
-        else:
-            parts, gate = self.item_proj(self.item_dropout(x)).unflatten(-1, (self.px, self.d)), self.item_gate(x)
-        parts = parts / parts.norm(dim=-1, keepdim=True).clamp(min=EPS)
+        parts, gate = self._query_side(x) if key == "query" else self._item_side(x)
         if self._in_step and self.training and torch.is_grad_enabled():
             self._sides[key] = (x, parts, gate)
         return parts, gate
+
+    def _query_side(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(L2-normalised components [..., P_Q, d], gate term [..., L]) of queries [..., D] or, with a user-id
+        component, [..., D + d] (state, user part)."""
+        state = x
+        if self.users is not None:
+            if x.shape[-1] != self.dim + self.d:
+                raise ValueError(f"queries with a user part are [..., {self.dim + self.d}] (state, user part: "
+                                 f"`user_vectors`), got [..., {x.shape[-1]}]")
+            state = x[..., :self.dim]
+        parts = self.query_proj(state).unflatten(-1, (-1, self.d))
+        if self.users is not None:
+            parts = torch.cat([parts, x[..., self.dim:].unsqueeze(-2)], dim=-2)       # [..., P_Q, d]
+        return parts / parts.norm(dim=-1, keepdim=True).clamp(min=EPS), self.query_gate(state)
+
+    def _item_side(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(L2-normalised components [..., P_X, d], gate term [..., L]) of item vectors [..., D]."""
+        parts = self.item_proj(self.item_dropout(x)).unflatten(-1, (self.px, self.d))
+        return parts / parts.norm(dim=-1, keepdim=True).clamp(min=EPS), self.item_gate(x)
 
     # -- the mixture -------------------------------------------------------------------------------------------
 
@@ -231,8 +238,7 @@ class GatedMixtureOfLogits(nn.Module):
     def pairwise(self, queries: Tensor, items: Tensor) -> Tensor:
         """[M, K] scores of each query [M, D] against its own items [M, K, D]."""
         q, gate_q = self._side("query", queries)                                    # [M, Pq, d], [M, L]
-        x, gate_x = self.item_proj(self.item_dropout(items)).unflatten(-1, (self.px, self.d)), self.item_gate(items)
-        x = x / x.norm(dim=-1, keepdim=True).clamp(min=EPS)
+        x, gate_x = self._item_side(items)                                          # [M, K, Px, d], [M, K, L]
         logits = torch.einsum("mpd,mkrd->mkpr", q, x).flatten(2) / self.temperature  # [M, K, L]
         scores, usage, entropy = self._mix(logits, gate_q.unsqueeze(1) * gate_x)
         self._record(usage, entropy, logits.shape[0] * logits.shape[1])
