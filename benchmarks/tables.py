@@ -9,7 +9,9 @@ script rewrites what is between the markers and leaves every other line alone.
 Tables:
 - `reproduction`: every published figure seqrec reproduces (issue 21's rows), the run that stands for it, the
   reference, the target and by how much it is met or missed, and the run's load conditions (threads and load
-  average when its results file records them; older files did not, and their seconds are marked unclean).
+  average when its results file records them; older files did not, and their seconds are marked unclean), and
+  the test figure under each seed of the same recipe (the row's files whose configs differ from its run's only in
+  the seed and execution settings such as threads or a time budget) with their mean.
 - `ml1m`: every ML-1M results file (`results/ml1m_*.json`), the table `bench_ml1m.py --table` prints.
 - `ml1m-speed`: training seconds per epoch of every shipped ML-1M config (`results/step_speed_ml1m.json`,
   written by `bench_step_speed.py --set ml1m --full-epochs`); `precision-speed`, `mol-speed`, `scores-speed` and
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -120,9 +123,49 @@ def _load_conditions(result: dict) -> str:
     return f"{load['threads']} thread(s), load {start:.1f} -> {end:.1f}{beside}"
 
 
+# config keys that say how a run was executed, not what it trains: runs that differ only in these (and the seed)
+# are the same recipe (`_recipe`)
+_EXECUTION_KEYS = {"data": ("path", "cache"), "eval": ("batch_size",),
+                   "train": ("seed", "num_threads", "max_minutes", "progress", "device", "tensorboard", "mlflow",
+                             "mlflow_uri", "mlflow_experiment", "dist_timeout")}
+
+
+def _recipe(result: dict) -> dict[tuple[str, str], object] | None:
+    """A run's config without its seed and execution settings, {(section, key): value}; None without a config."""
+    config = result.get("config")
+    if not config:
+        return None
+    return {(section, key): value for section, values in config.items() if isinstance(values, dict)
+            for key, value in values.items() if key not in _EXECUTION_KEYS.get(section, ())}
+
+
+def _same_recipe(a: dict | None, b: dict | None) -> bool:
+    """Two recipes agree on every key both have: a key one lacks was added to the schema after that run, whose
+    default keeps the behaviour from before it."""
+    return a is not None and b is not None and all(a[key] == b[key] for key in a.keys() & b.keys())
+
+
+def _seeds(present: dict[str, dict], name: str, metric: str, window: bool) -> str:
+    """The row's test figure under every seed of its run's recipe among the row's files, and their mean (sample
+    standard deviation with three or more): "42: 0.1794, 43: 0.1797; mean 0.1796". "-" with one seed only."""
+    recipe = _recipe(present[name])
+    figures: dict[int, float] = {}
+    for result in present.values():
+        if not _same_recipe(_recipe(result), recipe):
+            continue
+        test = (_window_test(result) if window else None) or result["test"]
+        figures.setdefault(int(result["config"]["train"]["seed"]), test[metric])
+    if len(figures) < 2:
+        return "-"
+    values = [figures[seed] for seed in sorted(figures)]
+    spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 2 else ""
+    return (", ".join(f"{seed}: {figures[seed]:.4f}" for seed in sorted(figures))
+            + f"; mean {statistics.mean(values):.4f}{spread}")
+
+
 def reproduction_table() -> str:
-    lines = ["| row | results file | now | reference | target | status | best epoch / run | stopped by | "
-             "train s/epoch | load |", "|---|---|---:|---|---:|---|---:|---|---:|---|"]
+    lines = ["| row | results file | now | reference | target | status | seeds (same recipe) | best epoch / run | "
+             "stopped by | train s/epoch | load |", "|---|---|---:|---|---:|---|---|---:|---|---:|---|"]
     for label, files, metrics, reference, targets, *window in REPRODUCTION:
         present = {f: result for f in files if (result := _load(f)) is not None}
         # the row's run: the best on validation (never chosen by its test figure); runs without validation tie,
@@ -132,7 +175,7 @@ def reproduction_table() -> str:
         scale = 100 if "%" in label else 1
         target = " / ".join(f"{t * scale:.2f}" if scale > 1 else f"{t:.4f}" for t in targets)
         if name is None:
-            lines.append(f"| {label} | - | - | {reference} | {target} | no run | - | - | - | - |")
+            lines.append(f"| {label} | - | - | {reference} | {target} | no run | - | - | - | - | - |")
             continue
         result = present[name]
         test = (_window_test(result) if window else None) or result["test"]
@@ -148,7 +191,8 @@ def reproduction_table() -> str:
         elif window:
             status += " (run with the reference's filter)"
         stopped = _stopped(result.get("stopped"))
-        lines.append(f"| {label} | `{name}` | {now} | {reference} | {target} | {status} | "
+        seeds = _seeds(present, name, metrics[0], bool(window))
+        lines.append(f"| {label} | `{name}` | {now} | {reference} | {target} | {status} | {seeds} | "
                      f"{result.get('best_epoch')} / {result.get('epochs_run')} | {stopped} | "
                      f"{result.get('train_seconds_per_epoch_median') or '-'} | {_load_conditions(result)} |")
     for label, name, paper, base_name in GAINS:

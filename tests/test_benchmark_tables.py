@@ -29,15 +29,53 @@ def test_check_notices_a_stale_table(tmp_path):
     assert stale.read_text() == text
 
 
-def test_load_column_says_what_ran_beside_a_run():
+def load_tables():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("tables", ROOT / "benchmarks" / "tables.py")
     assert spec is not None and spec.loader is not None
     tables = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tables)
+    return tables
+
+
+def test_load_column_says_what_ran_beside_a_run():
+    tables = load_tables()
     load = {"threads": 2, "loadavg_1_5_15_at_start": [0.9, 1, 1], "loadavg_1_5_15_at_end": [2.04, 2, 2]}
     assert tables._load_conditions({"load": load}) == "2 thread(s), load 0.9 -> 2.0"
     assert tables._load_conditions({"load": {**load, "beside": "the test suite"}}) == \
         "2 thread(s), load 0.9 -> 2.0; beside it: the test suite"
     assert tables._load_conditions({}) == "not recorded (unclean)"
+
+
+def test_seeds_column_lists_the_runs_of_the_same_recipe():
+    tables = load_tables()
+
+    def run(seed, ndcg, window=None, **changes):
+        train = {"seed": seed, "num_threads": 2, "lr": 0.001, "max_minutes": None, **changes.pop("train", {})}
+        config = {"model": {"name": "sasrec", "dim": 64, **changes.pop("model", {})}, "train": train,
+                  "eval": {"exclude_history": True}}
+        result = {"config": config, "test": {"NDCG@10": ndcg}}
+        if window is not None:
+            result["test_window"] = {"NDCG@10": window}
+        return result
+
+    present = {"a.json": run(42, 0.18, 0.17), "b.json": run(43, 0.17, 0.16, train={"num_threads": 1}),
+               "c.json": run(44, 0.19, 0.15, train={"max_minutes": 30.0}),
+               "other_lr.json": run(45, 0.30, train={"lr": 0.01}),             # another recipe: left out
+               "same_seed.json": run(42, 0.50)}                                  # a seed counts once
+    assert tables._seeds(present, "a.json", "NDCG@10", False) == \
+        "42: 0.1800, 43: 0.1700, 44: 0.1900; mean 0.1800 ± 0.0100"
+    assert tables._seeds(present, "a.json", "NDCG@10", True) == \
+        "42: 0.1700, 43: 0.1600, 44: 0.1500; mean 0.1600 ± 0.0100"
+    two = {k: present[k] for k in ("a.json", "b.json")}
+    assert tables._seeds(two, "a.json", "NDCG@10", False) == "42: 0.1800, 43: 0.1700; mean 0.1750"
+    assert tables._seeds({"a.json": present["a.json"], "other_lr.json": present["other_lr.json"]},
+                         "a.json", "NDCG@10", False) == "-"
+    # a key that one run's config lacks (added to the schema later) does not split the recipe; one both have does
+    older = run(46, 0.16)
+    newer = run(47, 0.20, model={"mol_gating": "additive"})
+    assert tables._seeds({"o": older, "n": newer}, "o", "NDCG@10", False) == "46: 0.1600, 47: 0.2000; mean 0.1800"
+    other_gate = run(48, 0.1, model={"mol_gating": "glu_silu"})
+    assert tables._seeds({"n": newer, "x": other_gate}, "n", "NDCG@10", False) == "-"
+    assert tables._seeds({"none": {"test": {"NDCG@10": 0.1}}}, "none", "NDCG@10", False) == "-"
