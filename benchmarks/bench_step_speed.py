@@ -21,7 +21,9 @@ log of short histories (Amazon Video Games, SASRec's file: mean length 9.3, wind
 times SASRec (full CE) and HSTU-large in fp32 and with `train.precision=bf16`. `--set mol` times HSTU-large with
 and without the MoL similarity; `--set scores` HSTU and SASRec-sampled with their per-position negatives scored
 through all-items products and through chunked gathers (the loss's two paths, switched within one process);
-`--set fused` HSTU and HSTU-large with the plain and the fused attention (also switched within one process).
+`--set fused` HSTU and HSTU-large with the plain and the fused attention (also switched within one process);
+`--set micro --batching config` SASRec, BERT4Rec and HSTU-large on random batches, on the same random batches cut
+into 4 length-sorted parts (`train.micro_batches=4`: the same steps with less padding) and on length batches.
 
 `--full-epochs` times whole epochs instead of sampled steps (each round is one epoch of every config, all of its
 batches): the training seconds per epoch measured, not estimated. Run it alone: speed figures count only when
@@ -92,13 +94,22 @@ FUSED = {f"{name} ({path})": (f"ml1m_{name}.yaml", []) for name in ("hstu", "hst
          for path in ("plain attention", "fused attention")}
 FUSED_PAIRS = {f"{name} (fused attention)": f"{name} (plain attention)" for name in ("hstu", "hstu_large")}
 # module settings a case steps under (restored after it): {case: {(module, attribute): value}}
+# random batches padded to their longest row, the same batches cut into 4 length-sorted parts (train.micro_batches),
+# and length batching; run with --batching config (each case's own batching)
+MICRO = {f"{name} ({label})": (f"ml1m_{name}.yaml", overrides) for name in ("sasrec", "bert4rec", "hstu_large")
+         for label, overrides in (("random", ["train.batching=random"]),
+                                  ("random, 4 parts", ["train.batching=random", "train.micro_batches=4"]),
+                                  ("length", ["train.batching=length"]))}
+MICRO_PAIRS = {f"{name} ({label})": f"{name} (random)" for name in ("sasrec", "bert4rec", "hstu_large")
+               for label in ("random, 4 parts", "length")}
 SETTINGS = {**{f"{name} (all-items scores)": {("seqrec.train.losses", "DENSE_ROWS_PER_NEGATIVE"): 10 ** 9}
                for name in ("hstu", "sasrec_sampled")},
             **{f"{name} (plain attention)": {("seqrec.models.layers.hstu", "FUSE_ATTENTION"): False}
                for name in ("hstu", "hstu_large")}}
 SETS = {"hstu": (CASES, PAIRS), "mol": (MOL, MOL_PAIRS), "scores": (SCORES, SCORES_PAIRS),
         "fused": (FUSED, FUSED_PAIRS), "precision": (PRECISION, PRECISION_PAIRS), "zoo": (ZOO, ZOO_PAIRS),
-        "sessions": (SESSIONS, SESSION_PAIRS), "ml1m": (ML1M, ML1M_PAIRS), "short": (SHORT, SHORT_PAIRS)}
+        "sessions": (SESSIONS, SESSION_PAIRS), "ml1m": (ML1M, ML1M_PAIRS), "short": (SHORT, SHORT_PAIRS),
+        "micro": (MICRO, MICRO_PAIRS)}
 
 
 def main() -> int:

@@ -126,8 +126,8 @@ def _load_conditions(result: dict) -> str:
 # config keys that say how a run was executed, not what it trains: runs that differ only in these (and the seed)
 # are the same recipe (`_recipe`)
 _EXECUTION_KEYS = {"data": ("path", "cache"), "eval": ("batch_size",),
-                   "train": ("seed", "num_threads", "max_minutes", "progress", "device", "tensorboard", "mlflow",
-                             "mlflow_uri", "mlflow_experiment", "dist_timeout")}
+                   "train": ("seed", "num_threads", "max_minutes", "progress", "device", "micro_batches",
+                             "tensorboard", "mlflow", "mlflow_uri", "mlflow_experiment", "dist_timeout")}
 
 
 def _recipe(result: dict) -> dict[tuple[str, str], object] | None:

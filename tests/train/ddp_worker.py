@@ -1,12 +1,13 @@
 """A DDP worker for tests/train/test_distributed.py, started by torchrun (one process per rank).
 
-    torchrun --standalone --nproc-per-node 2 tests/train/ddp_worker.py OUT_DIR
+    torchrun --standalone --nproc-per-node 2 tests/train/ddp_worker.py OUT_DIR [MICRO_BATCHES]
 
 Trains one epoch of a small SASRec on the demo data (length batching) with the real Trainer under DDP (gloo),
 from the weights every rank builds with the same seed, then ranks the test targets with the distributed
 evaluator. Rank 0 saves the initial weights, the weights after the epoch, the epoch's global batches and the
 gathered ranks to OUT_DIR; every rank saves the rows it trained on, so the test can check the shards and redo
-the epoch in one process.
+the epoch in one process. MICRO_BATCHES (default 1) cuts each rank's rows into that many parts per step
+(`train.micro_batches`): the one-process epoch it is compared with takes whole batches.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ CONFIG = {"model": {"name": "sasrec", "dim": 16, "num_blocks": 1, "max_len": 20,
           "loss": {"name": "ce"}}
 
 
-def main(out: Path) -> None:
-    config = api.make_config(**CONFIG)
+def main(out: Path, micro_batches: int = 1) -> None:
+    config = api.make_config(**{**CONFIG, "train": {**CONFIG["train"], "micro_batches": micro_batches}})
     dist, device = distributed.setup(config.train.device, 120)
     torch.set_num_threads(1)
     torch.manual_seed(config.train.seed)
@@ -59,4 +60,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), *(int(arg) for arg in sys.argv[2:3]))

@@ -14,7 +14,7 @@ from seqrec.evaluate.ranking import target_ranks
 from seqrec.models import MODELS, build_model
 from seqrec.recommend import Recommender, RecommendError
 from seqrec.train.objectives import make_batch
-from seqrec.train.trainer import length_batches
+from seqrec.train.trainer import Trainer, length_batches
 
 N = 40
 
@@ -222,3 +222,71 @@ def test_cli_recommend_takes_times_with_items(ml100k_timed_run, monkeypatch, cap
     assert "give 'times'" in capsys.readouterr().err
     assert main(["recommend", str(out), "--items", "1,2", "--times", "5,noon"]) == 2
     assert "--times: value 2 ('noon') is not an integer" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- micro-batches
+
+MICRO = {"sasrec": {"dim": 16, "num_blocks": 1},
+         "hstu": {"dim": 16, "num_heads": 2, "attention_dim": 8, "linear_dim": 8},
+         "gru4rec": {"dim": 16},
+         "nextitnet": {"dim": 16},
+         "bert4rec": {"dim": 16, "num_blocks": 1, "last_item_prob": 1.0}}     # masks: the last item, no draws
+
+
+def _micro_trainer(name: str, micro_batches: int, loss: dict | None = None) -> Trainer:
+    config = api.make_config(model={"name": name, "max_len": 50, "dropout": 0.0, **MICRO[name]},
+                             loss=loss or {"name": "ce"},
+                             train={"progress": False, "batch_size": 40, "seed": 1, "clip_norm": None,
+                                    "micro_batches": micro_batches})
+    split = api.load_split(config)
+    torch.manual_seed(0)
+    return Trainer(build_model(name, split.data.num_items, config.model.params), split, config)
+
+
+@pytest.mark.parametrize("name", list(MICRO))
+def test_micro_batches_give_the_whole_batch_step_with_less_padding(name):
+    """Without random draws (no dropout; BERT4Rec masking only the last item), a batch cut into 3 length-sorted
+    parts gives the whole batch's loss and gradients, and the parts are narrower than the batch."""
+    outcomes = []
+    for parts in (1, 3):
+        trainer = _micro_trainer(name, parts)
+        rows = trainer.epoch_batches(1)[0]
+        widths: list[tuple[int, int]] = []
+        hook = trainer.step_module.register_forward_pre_hook(lambda _, args: widths.append(tuple(args[0].items.shape)))
+        loss = trainer._step(rows)
+        hook.remove()
+        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+        outcomes.append((loss, grads, widths))
+    (whole_loss, whole, whole_widths), (loss, grads, widths) = outcomes
+    assert len(whole_widths) == 1 and len(widths) == 3
+    assert sum(rows for rows, _ in widths) == whole_widths[0][0]                      # every row once
+    assert sum(r * w for r, w in widths) < whole_widths[0][0] * whole_widths[0][1]    # less padded work
+    assert loss == pytest.approx(whole_loss, rel=1e-5)
+    assert grads.keys() == whole.keys() and len(grads) > 3
+    for key, grad in whole.items():
+        torch.testing.assert_close(grads[key], grad, rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_micro_batches_train_to_the_same_quality(demo_split):
+    common = {"model": {"name": "sasrec", "dim": 32, "max_len": 50, "dropout": 0.1},
+              "loss": {"name": "sampled_softmax", "num_negatives": 32, "shared_negatives": False},
+              "eval": {"ks": [10]}}
+    whole = api.train(demo_split, **common, train={"epochs": 3, "progress": False, "seed": 2})
+    parts = api.train(demo_split, **common, train={"epochs": 3, "progress": False, "seed": 2, "micro_batches": 4})
+    w, p = whole.results["test"]["NDCG@10"], parts.results["test"]["NDCG@10"]
+    assert p > 0.8 * w, (p, w)
+    assert p != w                          # the same seed: the parts drew other dropout masks and negatives
+
+
+def test_micro_batches_refuse_what_parts_would_change():
+    with pytest.raises(ConfigError, match="in_batch"):
+        _micro_trainer("sasrec", 2, {"name": "sampled_softmax", "negatives": "in_batch"})
+    config = api.make_config(model={"name": "hstu", "dim": 16, "num_heads": 2, "attention_dim": 8, "linear_dim": 8,
+                                    "max_len": 20, "similarity": "mol", "mol_gating": "glu_silu",
+                                    "mol_balance": 0.001},
+                             loss={"name": "sampled_softmax", "num_negatives": 8},
+                             train={"progress": False, "micro_batches": 2})
+    split = api.load_split(config)
+    with pytest.raises(ConfigError, match="mol_balance"):
+        Trainer(build_model("hstu", split.data.num_items, config.model.params), split, config)
+    _micro_trainer("sasrec", 2, {"name": "sampled_softmax", "negatives": "uniform"})   # uniform negatives: fine

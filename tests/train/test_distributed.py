@@ -109,8 +109,12 @@ def test_the_environment_names_the_ranks(monkeypatch):
 # ------------------------------------------------------------------------------------------- real DDP runs
 
 @pytest.mark.slow
-def test_one_ddp_epoch_equals_one_process_and_evaluation_is_exact(tmp_path):
-    _run([*TORCHRUN, "--standalone", "--nproc-per-node", "2", str(HERE / "ddp_worker.py"), str(tmp_path)])
+@pytest.mark.parametrize("micro_batches", [1, 3])
+def test_one_ddp_epoch_equals_one_process_and_evaluation_is_exact(tmp_path, micro_batches):
+    """With micro_batches 3 each rank cuts its rows into parts whose backward passes do not synchronise but the
+    last: the epoch still equals one process taking whole batches."""
+    _run([*TORCHRUN, "--standalone", "--nproc-per-node", "2", str(HERE / "ddp_worker.py"), str(tmp_path),
+          str(micro_batches)])
     result = torch.load(tmp_path / "result.pt", weights_only=False)
     rows = [torch.load(tmp_path / f"rows{r}.pt", weights_only=False)["rows"] for r in range(2)]
     batches = result["batches"]

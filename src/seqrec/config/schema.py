@@ -241,6 +241,12 @@ class TrainConfig(_Section):
         "random", description="random: batches of shuffled rows; length: shuffled rows grouped by length in pools "
                               "of 64 batches, batches in random order (less padding, so cheaper epochs; it changes the "
                               "gradient noise, see benchmarks/README.md)")
+    micro_batches: int = Field(
+        1, ge=1, description="split each batch into this many parts of similar length (its rows sorted by length), "
+                             "each padded only to its own longest row, and accumulate their gradients into one "
+                             "step: the same step as the whole batch (the loss is weighted by each part's scored "
+                             "positions) for less padded work, e.g. random batches at nearly length batching's "
+                             "cost; not with in-batch negatives or the reference MoL's step-level regularisers")
 
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="training arithmetic: fp32, or autocast to bf16 / fp16 (fp16 with a gradient scaler); "

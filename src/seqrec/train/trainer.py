@@ -10,6 +10,11 @@ A run directory holds everything needed to understand and continue a run:
     curves.png         training loss and the validation metric per epoch
     results.json       {"valid": {...}, "test": {...}} for the best epoch, plus when and how it was reached
 
+`train.micro_batches` k > 1 cuts each step's rows, sorted by length, into k parts, each padded only to its own
+longest row, and accumulates their gradients (each part's mean loss weighted by its share of the scored
+positions): the whole batch's step at the cost of the parts' padding, so random batches (the references'
+training) cost nearly what length batches do.
+
 Resuming after a crash or `kill -9` restarts from the last finished epoch with its RNG state, so the resumed
 run draws the same batches and dropout masks as an uninterrupted one.
 
@@ -19,7 +24,8 @@ Under DDP (`seqrec.train.distributed`, started by torchrun) every rank runs this
   batching, the same batches) and takes its contiguous part of each batch, about batch_size / world rows, so the
   optimiser sees the same batches as one process and the learning rate keeps its meaning;
 - the loss of each rank's part is scaled by (its scored positions x world / the global batch's positions), so
-  the gradient DDP averages is exactly the gradient of the global batch's mean loss;
+  the gradient DDP averages is exactly the gradient of the global batch's mean loss; with micro-batches only the
+  last part's backward synchronises (`no_sync` before it), so ranks may cut different numbers of parts;
 - draws that are per rank (dropout, uniform negatives, BERT4Rec's masks) come from generators seeded by
   (seed, epoch, rank), so a run resumes exactly with any number of ranks;
 - evaluation batches are split between ranks and their ranks summed (`target_ranks(shard=...)`): the metrics are
@@ -29,6 +35,7 @@ Under DDP (`seqrec.train.distributed`, started by torchrun) every rank runs this
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -123,6 +130,13 @@ def length_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng:
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def _scored(batch: CausalBatch) -> torch.Tensor:
+    """How many positions of a training batch have a target (0-d int64 tensor)."""
+    if batch.targets is None:
+        raise ValueError("a training batch needs targets (CausalBatch.targets)")
+    return batch.targets.ne(0).sum()
+
+
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -201,6 +215,8 @@ class Trainer:
                               "table with dense gradients on GPUs (set it to false) or use the gloo backend")
         if self.sparse:
             enable_sparse_items(model, config.loss.name)
+        if self.train_cfg.micro_batches > 1:
+            self._check_micro_batches()
         self.optimizer: AnyOptimizer | None = self._make_optimizer() if model.trainable else None
         self.log_popularity = self._log_popularity() if config.loss.negatives == "in_batch" else None
         self.state = TrainState()
@@ -227,6 +243,22 @@ class Trainer:
         if self.step_module is None:
             raise RuntimeError(f"model {self.model.name!r} is not trained by gradient descent")
         return self.step_module
+
+    def _check_micro_batches(self) -> None:
+        """Refuse `train.micro_batches` where a part's loss is not its share of the whole batch's: in-batch
+        negatives (the other rows' targets) and the reference MoL's load balance and user-norm terms (defined
+        over all the step's scores)."""
+        loss, similarity = self.config.loss, getattr(self.model, "similarity", None)
+        if loss.name != "ce" and loss.negatives == "in_batch":
+            raise ConfigError("train.micro_batches: with loss.negatives 'in_batch' a part's negatives would be "
+                              "its own rows' targets only, not the batch's; use uniform negatives or "
+                              "micro_batches 1")
+        regularisers = [key for key, attr in (("mol_balance", "balance"), ("mol_user_l2", "user_l2"))
+                        if float(getattr(similarity, attr, 0) or 0) > 0]
+        if regularisers:
+            raise ConfigError(f"train.micro_batches: model.{' and model.'.join(regularisers)} regularise the "
+                              "whole step's gate weights and user vectors, which parts would split; set "
+                              "micro_batches 1 (or those keys to 0)")
 
     def _make_step(self) -> nn.Module:
         # bf16 precision: the full softmax's products take bf16 inputs too (its sums stay fp32)
@@ -430,24 +462,47 @@ class Trainer:
 
     def _step(self, rows: np.ndarray, rng: np.random.Generator | None = None) -> float:
         """One optimiser step on the training rows `rows` (this rank's part of a global batch); returns the mean
-        loss of those rows."""
-        batch = make_batch(self.model, self.split.data.items, self.starts[rows], self.ends[rows],
-                           align=self.train_cfg.align, rng=self.rng if rng is None else rng,
-                           side=self.side).to(self.device)
-        with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-            loss, scored = self._step_module(batch)
-        objective = loss
-        if self.dist.active:            # the global batch's mean: this rank's share of its scored positions
-            total = distributed.sum_scalar(self.dist, scored.to(loss.dtype))
-            objective = loss * (scored.to(loss.dtype) * self.dist.world / total.clamp(min=1))
+        loss of those rows' scored positions.
+
+        With `train.micro_batches` k > 1 the rows, sorted by length, are cut into k parts, each padded only to its
+        own longest row; every part's mean loss is weighted by its share of the scored positions and the
+        gradients accumulate, so the step is the whole batch's (up to rounding and the random draws: dropout,
+        masks, negatives), at the cost of the parts' padding rather than the batch's. Under DDP only the last
+        part's backward synchronises (`no_sync`), so ranks may cut different numbers of parts."""
+        rng = self.rng if rng is None else rng
+        parts = [rows]
+        if self.train_cfg.micro_batches > 1 and rows.shape[0] > 1:
+            by_length = rows[np.argsort(self.ends[rows] - self.starts[rows], kind="stable")]
+            parts = np.array_split(by_length, min(self.train_cfg.micro_batches, rows.shape[0]))
+        batches = [make_batch(self.model, self.split.data.items, self.starts[part], self.ends[part],
+                              align=self.train_cfg.align, rng=rng, side=self.side).to(self.device)
+                   for part in parts]
+        scored = [_scored(batch) for batch in batches]                              # scored positions per part
+        local = sum(scored[1:], scored[0]).float()
+        # the objective is this rank's mean loss times its share of the global batch's scored positions
+        # (1 in one process), split over the parts by their scored positions
+        total = distributed.sum_scalar(self.dist, local) / self.dist.world if self.dist.active else local
         optimizer = self._optim
         optimizer.zero_grad(set_to_none=True)
+        module, mean = self._step_module, 0.0
+        for index, batch in enumerate(batches):
+            last = index == len(batches) - 1
+            no_sync = getattr(module, "no_sync", None)                          # DDP's
+            with no_sync() if no_sync is not None and not last else contextlib.nullcontext():
+                with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+                    loss, _ = module(batch)
+                share = scored[index].to(loss.dtype) / local.clamp(min=1).to(loss.dtype)
+                objective = loss
+                if self.dist.active or len(batches) > 1:
+                    objective = loss * (scored[index].to(loss.dtype) / total.clamp(min=1).to(loss.dtype))
+                if self.scaler is not None:
+                    self.scaler.scale(objective).backward()
+                else:
+                    objective.backward()
+            mean += float(loss.detach() * share) if len(batches) > 1 else float(loss.detach())
         if self.scaler is not None:
-            self.scaler.scale(objective).backward()
             # GradScaler reads param_groups only: a sparse+dense `Optimizers` pair is unscaled and stepped as one
             self.scaler.unscale_(optimizer)  # type: ignore[arg-type]
-        else:
-            objective.backward()
         if self.train_cfg.clip_norm:
             clip_gradients(list(self.model.parameters()), self.train_cfg.clip_norm)
         if self.scaler is not None:
@@ -455,7 +510,7 @@ class Trainer:
             self.scaler.update()
         else:
             optimizer.step()
-        return float(loss.detach())
+        return mean
 
     def validate(self) -> dict[str, float]:
         """Validation metrics; on a seeded sample of `eval.max_users` users when set (the epoch's choice)."""
