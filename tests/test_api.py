@@ -148,15 +148,17 @@ def test_resume_with_a_larger_budget_continues_a_run_that_stopped_on_it(demo_spl
     first = api.train(demo_split, model=model, train={**TRAIN, "epochs": 30, "patience": 1}, out=out)
     stopped_at = first.results["epochs_run"]
     assert first.results["stopped"].startswith("early stop") and stopped_at < 30
-    # the same config resumes into the same stop; a larger patience and more epochs continue the run
+    # the same config resumes into the same stop; a larger patience and more epochs continue the run (and how a
+    # step is computed, micro-batches, may change)
     again = api.train(demo_split, model=model, train={**TRAIN, "epochs": 30, "patience": 1}, out=out, resume=True)
     assert again.results["epochs_run"] == stopped_at
-    longer = api.train(demo_split, model=model, train={**TRAIN, "epochs": stopped_at + 2, "patience": 0}, out=out,
-                       resume=True)
+    longer = api.train(demo_split, model=model, out=out, resume=True,
+                       train={**TRAIN, "epochs": stopped_at + 2, "patience": 0, "micro_batches": 2})
     assert longer.results["epochs_run"] == stopped_at + 2 and longer.results["stopped"] is None
     epochs = [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert epochs == list(range(1, stopped_at + 3))
     assert "patience: 0" in (out / "config.yaml").read_text()                  # the run dir says what ran
+    assert "micro_batches: 2" in (out / "config.yaml").read_text()
     with pytest.raises(seqrec.ConfigError, match=r"train\.lr"):                 # what it computes may not change
         api.train(demo_split, model=model, train={**TRAIN, "epochs": 9, "patience": 0, "lr": 0.1}, out=out,
                   resume=True)

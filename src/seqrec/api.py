@@ -185,9 +185,10 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
     return Run(net, split, run_config, run_dir, results, dist=dist)
 
 
-# keys a resumed run may change: how long it runs and how it reports, never what it computes
+# keys a resumed run may change: how long it runs and how it reports, never what it computes (threads and
+# micro-batches change rounding and the order of random draws only)
 RESUME_MAY_CHANGE = frozenset({"train.epochs", "train.max_minutes", "train.patience", "train.progress",
-                               "train.num_threads", "train.dist_timeout", "train.tensorboard", "train.mlflow",
+                               "train.num_threads", "train.micro_batches", "train.dist_timeout", "train.tensorboard", "train.mlflow",
                                "train.mlflow_uri", "train.mlflow_experiment"})
 
 
