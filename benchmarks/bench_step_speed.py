@@ -23,7 +23,7 @@ and without the MoL similarity; `--set scores` HSTU and SASRec-sampled with thei
 through all-items products and through chunked gathers (the loss's two paths, switched within one process);
 `--set fused` HSTU and HSTU-large with the plain and the fused attention (also switched within one process);
 `--set micro --batching config` SASRec, BERT4Rec and HSTU-large on random batches, on the same random batches cut
-into 4 length-sorted parts (`train.micro_batches=4`: the same steps with less padding) and on length batches.
+into 4 or 8 length-sorted parts (`train.micro_batches`: the same steps with less padding) and on length batches.
 
 `--full-epochs` times whole epochs instead of sampled steps (each round is one epoch of every config, all of its
 batches): the training seconds per epoch measured, not estimated. Run it alone: speed figures count only when
@@ -94,14 +94,15 @@ FUSED = {f"{name} ({path})": (f"ml1m_{name}.yaml", []) for name in ("hstu", "hst
          for path in ("plain attention", "fused attention")}
 FUSED_PAIRS = {f"{name} (fused attention)": f"{name} (plain attention)" for name in ("hstu", "hstu_large")}
 # module settings a case steps under (restored after it): {case: {(module, attribute): value}}
-# random batches padded to their longest row, the same batches cut into 4 length-sorted parts (train.micro_batches),
+# random batches padded to their longest row, the same batches cut into 4 or 8 length-sorted parts (micro_batches),
 # and length batching; run with --batching config (each case's own batching)
 MICRO = {f"{name} ({label})": (f"ml1m_{name}.yaml", overrides) for name in ("sasrec", "bert4rec", "hstu_large")
          for label, overrides in (("random", ["train.batching=random"]),
                                   ("random, 4 parts", ["train.batching=random", "train.micro_batches=4"]),
+                                  ("random, 8 parts", ["train.batching=random", "train.micro_batches=8"]),
                                   ("length", ["train.batching=length"]))}
 MICRO_PAIRS = {f"{name} ({label})": f"{name} (random)" for name in ("sasrec", "bert4rec", "hstu_large")
-               for label in ("random, 4 parts", "length")}
+               for label in ("random, 4 parts", "random, 8 parts", "length")}
 SETTINGS = {**{f"{name} (all-items scores)": {("seqrec.train.losses", "DENSE_ROWS_PER_NEGATIVE"): 10 ** 9}
                for name in ("hstu", "sasrec_sampled")},
             **{f"{name} (plain attention)": {("seqrec.models.layers.hstu", "FUSE_ATTENTION"): False}
@@ -194,7 +195,7 @@ def main() -> int:
         rows[model]["ratio_to_sasrec"] = round(rows[model]["seconds_per_epoch_estimate"]
                                                / rows[sasrec]["seconds_per_epoch_estimate"], 2)   # per epoch
     result = {"date": date.today().isoformat(), "set": args.which, "threads": args.threads, "batching": args.batching,
-              "overrides": args.extra, "rounds": args.rounds,
+              "overrides": args.extra, "rounds": args.rounds, "pairs": pairs,
               "steps_per_round": "epoch" if args.full_epochs else args.steps,
               "loadavg_1_5_15_at_start": [round(x, 2) for x in load_at_start],
               "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],

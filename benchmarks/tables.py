@@ -231,11 +231,15 @@ def ml1m_speed_table(name: str = "ml1m") -> str:
            f"{'whole epochs' if result['steps_per_round'] == 'epoch' else str(result['steps_per_round']) + ' steps'}"
            f" x {result['rounds']} rounds, load average {result.get('loadavg_1_5_15_at_start', ['?'])[0]} at start, "
            f"{result.get('loadavg_1_5_15_at_end', ['?'])[0]} at end")
+    ratios = result.get("pairs") and any("ratio_to_sasrec" in row for row in result["cases"].values())
     lines = [f"Measured {how}.", "", "| config | batching | ms/step (median) | steps/epoch | train s/epoch | "
-             "parameters |", "|---|---|---:|---:|---:|---:|"]
+             + ("x its base (epoch) | " if ratios else "") + "parameters |",
+             "|---|---|---:|---:|---:|" + ("---:|" if ratios else "") + "---:|"]
     for name, row in result["cases"].items():
+        ratio = f"{row['ratio_to_sasrec']} | " if "ratio_to_sasrec" in row else "- | "
         lines.append(f"| {name} | {row.get('batching', result['batching'])} | {row['ms_per_step_median']:,} | "
-                     f"{row['steps_per_epoch']} | {row['seconds_per_epoch_estimate']} | {row['parameters']:,} |")
+                     f"{row['steps_per_epoch']} | {row['seconds_per_epoch_estimate']} | "
+                     + (ratio if ratios else "") + f"{row['parameters']:,} |")
     return "\n".join(lines)
 
 
@@ -245,7 +249,8 @@ TABLES: dict[str, Callable[[], str]] = {"reproduction": reproduction_table, "ml1
                                         "mol-speed": lambda: ml1m_speed_table("mol"),
                                         "mol-gates-speed": lambda: ml1m_speed_table("mol_gates"),
                                         "scores-speed": lambda: ml1m_speed_table("scores"),
-                                        "fused-speed": lambda: ml1m_speed_table("fused")}
+                                        "fused-speed": lambda: ml1m_speed_table("fused"),
+                                        "micro-speed": lambda: ml1m_speed_table("micro")}
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 
 
