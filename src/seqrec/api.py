@@ -188,8 +188,8 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
 # keys a resumed run may change: how long it runs and how it reports, never what it computes (threads and
 # micro-batches change rounding and the order of random draws only)
 RESUME_MAY_CHANGE = frozenset({"train.epochs", "train.max_minutes", "train.patience", "train.progress",
-                               "train.num_threads", "train.micro_batches", "train.dist_timeout", "train.tensorboard", "train.mlflow",
-                               "train.mlflow_uri", "train.mlflow_experiment"})
+                               "train.num_threads", "train.micro_batches", "train.dist_timeout", "train.tensorboard",
+                               "train.mlflow", "train.mlflow_uri", "train.mlflow_experiment"})
 
 
 def _check_resume_config(path: Path, requested: RunConfig) -> None:
