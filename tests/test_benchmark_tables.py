@@ -79,3 +79,28 @@ def test_seeds_column_lists_the_runs_of_the_same_recipe():
     other_gate = run(48, 0.1, model={"mol_gating": "glu_silu"})
     assert tables._seeds({"n": newer, "x": other_gate}, "n", "NDCG@10", False) == "-"
     assert tables._seeds({"none": {"test": {"NDCG@10": 0.1}}}, "none", "NDCG@10", False) == "-"
+
+
+def test_a_row_without_validation_stands_for_the_mean_of_its_seeds(tmp_path):
+    import json
+
+    tables = load_tables()
+
+    def write(name, seed, ndcg, valid):
+        config = {"model": {"name": "hstu"}, "train": {"seed": seed, "num_threads": 2},
+                  "eval": {"exclude_history": "window"}}
+        (tmp_path / name).write_text(json.dumps({"config": config, "test": {"NDCG@10": ndcg}, "valid": valid,
+                                                 "best_epoch": 101, "epochs_run": 101}))
+
+    write("a.json", 42, 0.1591, {})
+    write("b.json", 43, 0.1616, {})
+    tables.RESULTS, tables.GAINS = tmp_path, []
+    tables.REPRODUCTION = [("row", ["a.json", "b.json"], ["NDCG@10"], "ref", [0.1603], "window")]
+    line = tables.reproduction_table().splitlines()[2]
+    assert "| 0.1603 (mean of 2 seeds) |" in line and "| met (run with the reference's filter) |" in line
+    assert "42: 0.1591, 43: 0.1616; mean 0.1603" in line
+    # runs with validation: the row is the best run on validation, whatever the other seeds' figures
+    write("a.json", 42, 0.1591, {"NDCG@10": 0.19})
+    write("b.json", 43, 0.1616, {"NDCG@10": 0.18})
+    line = tables.reproduction_table().splitlines()[2]
+    assert "| `a.json` | 0.1591 |" in line and "short by 0.0012" in line
