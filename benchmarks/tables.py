@@ -35,9 +35,9 @@ README = HERE / "README.md"
 # (row, results files, metric key(s) in "test", reference text, target(s)[, "window"]); of the files present, the
 # one with the best first metric on validation stands for the row (the others are runs of the same config in other
 # conditions); a row whose runs have no validation stands for the mean over the seeds of its first run's recipe
-# (`_seed_figures`) when it has several. "window" rows follow generative-recommenders' evaluation, which removes from the ranking only the
-# items of the window the model reads (its last 200), not the whole history: their figure is the run's
-# `test_window` (or its `test` when the run itself used `eval.exclude_history: window`).
+# (`_seed_figures`) when it has several. "window" rows follow generative-recommenders' evaluation, which removes
+# from the ranking only the items of the window the model reads (its last 200), not the whole history: their
+# figure is the run's `test_window` (or its `test` when the run itself used `eval.exclude_history: window`).
 REPRODUCTION = [
     ("BERT4Rec, ML-1M", ["ml1m_bert4rec.json", "ml1m_bert4rec_long.json", "ml1m_bert4rec_ref.json"], ["NDCG@10"],
      "0.1537 (Klenitskiy & Vasilev), 0.1516 (Petrov & Macdonald)", [0.155]),
