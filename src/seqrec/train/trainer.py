@@ -477,29 +477,27 @@ class Trainer:
         batches = [make_batch(self.model, self.split.data.items, self.starts[part], self.ends[part],
                               align=self.train_cfg.align, rng=rng, side=self.side).to(self.device)
                    for part in parts]
-        scored = [_scored(batch) for batch in batches]                              # scored positions per part
-        local = sum(scored[1:], scored[0]).float()
-        # the objective is this rank's mean loss times its share of the global batch's scored positions
-        # (1 in one process), split over the parts by their scored positions
+        scored = [_scored(batch).float() for batch in batches]                      # scored positions per part
+        local = sum(scored[1:], scored[0])
+        # the objective is this rank's mean loss times its share of the global batch's scored positions (1 in
+        # one process), split over the parts by their scored positions; the loss alone for one whole batch
         total = distributed.sum_scalar(self.dist, local) / self.dist.world if self.dist.active else local
+        weights = [n / total.clamp(min=1) for n in scored] if self.dist.active or len(batches) > 1 else [None]
         optimizer = self._optim
         optimizer.zero_grad(set_to_none=True)
         module, mean = self._step_module, 0.0
-        for index, batch in enumerate(batches):
+        no_sync = getattr(module, "no_sync", None)                                  # DDP's
+        for index, (batch, weight) in enumerate(zip(batches, weights, strict=True)):
             last = index == len(batches) - 1
-            no_sync = getattr(module, "no_sync", None)                          # DDP's
             with no_sync() if no_sync is not None and not last else contextlib.nullcontext():
                 with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
                     loss, _ = module(batch)
-                share = scored[index].to(loss.dtype) / local.clamp(min=1).to(loss.dtype)
-                objective = loss
-                if self.dist.active or len(batches) > 1:
-                    objective = loss * (scored[index].to(loss.dtype) / total.clamp(min=1).to(loss.dtype))
+                objective = loss if weight is None else loss * weight.to(loss.dtype)
                 if self.scaler is not None:
                     self.scaler.scale(objective).backward()
                 else:
                     objective.backward()
-            mean += float(loss.detach() * share) if len(batches) > 1 else float(loss.detach())
+            mean += float(loss.detach()) * float(scored[index] / local.clamp(min=1))
         if self.scaler is not None:
             # GradScaler reads param_groups only: a sparse+dense `Optimizers` pair is unscaled and stepped as one
             self.scaler.unscale_(optimizer)  # type: ignore[arg-type]
