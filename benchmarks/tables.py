@@ -63,7 +63,8 @@ REPRODUCTION = [
      "0.1603 (HSTU paper)", [0.1603], "window"),
     ("HSTU-large, ML-1M", ["ml1m_hstu_large.json"], ["NDCG@10"], "0.1893 (HSTU paper)", [0.1893]),
     ("HSTU-large, ML-1M, the reference's protocol and training",
-     ["ml1m_hstu_large_noval_ref.json", "ml1m_hstu_large_noval_cuda.json"], ["NDCG@10"], "0.1893 (HSTU paper)",
+     ["ml1m_hstu_large_noval_ref.json", "ml1m_hstu_large_noval_ref_window_seed43.json",
+      "ml1m_hstu_large_noval_cuda.json"], ["NDCG@10"], "0.1893 (HSTU paper)",
      [0.1893], "window"),
     ("HSTU-large + MoL, ML-1M", ["ml1m_hstu_large_mol.json", "ml1m_hstu_large_mol_cuda.json"], ["NDCG@10"],
      "0.1979 (RAILS)", [0.1979]),
@@ -149,12 +150,25 @@ def _same_recipe(a: dict | None, b: dict | None) -> bool:
 
 def _seed_figures(present: dict[str, dict], name: str, metrics: list[str], window: bool) -> dict[int, list[float]]:
     """{seed: the row's test figures} of every run of `name`'s recipe among the row's files (the first file of a
-    seed counts)."""
-    recipe = _recipe(present[name])
+    seed counts). In a "window" row the history filter is not part of the recipe: a run that excluded the whole
+    history and recorded `test_window` measured the same figure as one run with `eval.exclude_history: window`
+    (the filter changes the evaluation, not the training)."""
+
+    def recipe_of(result: dict) -> dict[tuple[str, str], object] | None:
+        recipe = _recipe(result)
+        if window and recipe is not None:
+            recipe.pop(("eval", "exclude_history"), None)
+        return recipe
+
+    recipe = recipe_of(present[name])
+    # figures under one filter only: the reference's when the row's run has it
+    reference_filter = window and _window_test(present[name]) is not None
     figures: dict[int, list[float]] = {}
     for result in present.values():
-        if _same_recipe(_recipe(result), recipe):
-            test = (_window_test(result) if window else None) or result["test"]
+        if reference_filter and _window_test(result) is None:
+            continue
+        if _same_recipe(recipe_of(result), recipe):
+            test = (_window_test(result) if reference_filter else None) or result["test"]
             figures.setdefault(int(result["config"]["train"]["seed"]), [test[m] for m in metrics])
     return figures
 

@@ -79,6 +79,13 @@ def test_seeds_column_lists_the_runs_of_the_same_recipe():
     other_gate = run(48, 0.1, model={"mol_gating": "glu_silu"})
     assert tables._seeds({"n": newer, "x": other_gate}, "n", "NDCG@10", False) == "-"
     assert tables._seeds({"none": {"test": {"NDCG@10": 0.1}}}, "none", "NDCG@10", False) == "-"
+    # a "window" row: a run with the reference's filter and one that excluded the whole history but recorded the
+    # window figure are the same recipe; without the window figure a run is left out of the row's seeds
+    window_run = run(49, 0.15)
+    window_run["config"]["eval"] = {"exclude_history": "window"}
+    with_whole = {"w": window_run, "a": present["a.json"], "no_window": run(50, 0.90)}
+    assert tables._seeds(with_whole, "w", "NDCG@10", True) == "42: 0.1700, 49: 0.1500; mean 0.1600"
+    assert tables._seeds(with_whole, "w", "NDCG@10", False) == "-"
 
 
 def test_a_row_without_validation_stands_for_the_mean_of_its_seeds(tmp_path):
