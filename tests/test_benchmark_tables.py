@@ -111,3 +111,26 @@ def test_a_row_without_validation_stands_for_the_mean_of_its_seeds(tmp_path):
     write("b.json", 43, 0.1616, {"NDCG@10": 0.18})
     line = tables.reproduction_table().splitlines()[2]
     assert "| `a.json` | 0.1591 |" in line and "short by 0.0012" in line
+
+
+def test_gain_of_the_seed_means(tmp_path):
+    import json
+
+    tables = load_tables()
+
+    def write(name, model, seed, ndcg):
+        config = {"model": {"name": model}, "train": {"seed": seed}, "eval": {"exclude_history": "window"}}
+        (tmp_path / name).write_text(json.dumps({"config": config, "test": {"NDCG@10": ndcg}, "valid": {}}))
+
+    write("h42.json", "hstu", 42, 0.17)
+    write("h43.json", "hstu", 43, 0.19)
+    write("s42.json", "sasrec", 42, 0.16)
+    tables.RESULTS, tables.GAINS = tmp_path, []
+    tables.REPRODUCTION = [("h", ["h42.json", "h43.json"], ["NDCG@10"], "ref", [0.17], "window"),
+                           ("s", ["s42.json", "s43.json"], ["NDCG@10"], "ref", [0.16], "window")]
+    tables.SEED_GAINS = [("HSTU", "h42.json", 0.07, "s42.json")]
+    text = tables.reproduction_table()
+    assert "the means of their seeds (2 of `h42.json`'s recipe, 1 of `s42.json`'s): test NDCG@10 +12.5%" in text
+    # one seed on both sides: the per-file gain lines say it already
+    tables.REPRODUCTION[0] = ("h", ["h42.json"], ["NDCG@10"], "ref", [0.17], "window")
+    assert "the means of their seeds" not in tables.reproduction_table()
