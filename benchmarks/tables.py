@@ -222,7 +222,8 @@ def reproduction_table() -> str:
         if window and _window_test(result) is None:
             status += " with the whole history excluded (the reference's filter not measured)"
         elif window and result.get("test_window"):
-            status += f" (whole history excluded: {result['test'][metrics[0]]:.4f})"
+            of = f", `{name}`" if mean_of else ""
+            status += f" (whole history excluded{of}: {result['test'][metrics[0]]:.4f})"
         elif window:
             status += " (run with the reference's filter)"
         stopped = _stopped(result.get("stopped"))
