@@ -174,7 +174,7 @@ def _seed_figures(present: dict[str, dict], name: str, metrics: list[str], windo
         if reference_filter and _window_test(result) is None:
             continue
         if _same_recipe(recipe_of(result), recipe):
-            test = (_window_test(result) if reference_filter else None) or result["test"]
+            test = _window_test(result) if reference_filter else result["test"]
             figures.setdefault(int(result["config"]["train"]["seed"]), [test[m] for m in metrics])
     return figures
 
@@ -242,7 +242,7 @@ def reproduction_table() -> str:
                          + (", the reference's history filter." if window else "."))
     for label, name, paper, base_name in SEED_GAINS:
         ours, theirs = _row_seeds(name), _row_seeds(base_name)
-        if len(ours) > 1 or len(theirs) > 1:
+        if ours and theirs and (len(ours) > 1 or len(theirs) > 1):
             gain = statistics.mean(ours.values()) / statistics.mean(theirs.values()) - 1
             lines.append(f"\n{label} over SASRec trained the same way, the means of their seeds ({len(ours)} of "
                          f"`{name}`'s recipe, {len(theirs)} of `{base_name}`'s): test NDCG@10 {gain:+.1%} "

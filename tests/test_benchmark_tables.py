@@ -131,6 +131,10 @@ def test_gain_of_the_seed_means(tmp_path):
     tables.SEED_GAINS = [("HSTU", "h42.json", 0.07, "s42.json")]
     text = tables.reproduction_table()
     assert "the means of their seeds (2 of `h42.json`'s recipe, 1 of `s42.json`'s): test NDCG@10 +12.5%" in text
+    # a side whose file is missing: no line (and no error)
+    tables.SEED_GAINS = [("HSTU", "h42.json", 0.07, "missing.json")]
+    assert "the means of their seeds" not in tables.reproduction_table()
+    tables.SEED_GAINS = [("HSTU", "h42.json", 0.07, "s42.json")]
     # one seed on both sides: the per-file gain lines say it already
     tables.REPRODUCTION[0] = ("h", ["h42.json"], ["NDCG@10"], "ref", [0.17], "window")
     assert "the means of their seeds" not in tables.reproduction_table()
