@@ -138,3 +138,23 @@ def test_gain_of_the_seed_means(tmp_path):
     # one seed on both sides: the per-file gain lines say it already
     tables.REPRODUCTION[0] = ("h", ["h42.json"], ["NDCG@10"], "ref", [0.17], "window")
     assert "the means of their seeds" not in tables.reproduction_table()
+
+
+def test_gain_filter_window_when_both_have_it_unless_whole(tmp_path):
+    import json
+
+    tables = load_tables()
+
+    def write(name, whole, window):
+        (tmp_path / name).write_text(json.dumps({"config": {"model": {"name": "hstu"}, "train": {"seed": 42}},
+                                                 "test": {"NDCG@10": whole}, "test_window": {"NDCG@10": window},
+                                                 "valid": {"NDCG@10": 0.2}}))
+
+    write("h.json", 0.18, 0.165)
+    write("s.json", 0.16, 0.15)
+    tables.RESULTS, tables.REPRODUCTION, tables.SEED_GAINS = tmp_path, [], []
+    tables.GAINS = [("HSTU", "h.json", 0.07, "s.json")]
+    assert "test NDCG@10 +10.0% (paper +7%), the reference's history filter." in tables.reproduction_table()
+    tables.GAINS = [("HSTU", "h.json", 0.07, "s.json", "whole")]
+    text = tables.reproduction_table()
+    assert "test NDCG@10 +12.5% (paper +7%)." in text and "history filter" not in text
