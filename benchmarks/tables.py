@@ -74,7 +74,8 @@ REPRODUCTION = [
     ("HSTU-large + MoL, ML-1M, the RAILS reference's MoL, protocol and training",
      ["ml1m_hstu_large_mol_noval.json", "ml1m_hstu_large_mol_noval_cuda.json"], ["NDCG@10"], "0.1979 (RAILS)",
      [0.1979], "window"),
-    ("SR-GNN, Yoochoose 1/64 (P@20 / MRR@20, %)", ["yoochoose64_srgnn.json", "yoochoose64_srgnn_refbias.json"],
+    ("SR-GNN, Yoochoose 1/64 (P@20 / MRR@20, %)", ["yoochoose64_srgnn.json", "yoochoose64_srgnn_refbias.json",
+                                                   "yoochoose64_srgnn_seed43.json"],
      ["HR@20", "MRR@20"],
      "70.57 / 30.94 (SR-GNN paper)", [0.7057, 0.3094]),
     ("SR-GNN, Yoochoose 1/64, refit on every training session for the validated run's 5 epochs (%)",
@@ -144,7 +145,7 @@ def _load_conditions(result: dict) -> str:
 
 # config keys that say how a run was executed, not what it trains: runs that differ only in these (and the seed)
 # are the same recipe (`_recipe`)
-_EXECUTION_KEYS = {"data": ("path", "cache"), "eval": ("batch_size",),
+_EXECUTION_KEYS = {"data": ("path", "test_path", "cache"), "eval": ("batch_size",),
                    "train": ("seed", "num_threads", "max_minutes", "progress", "device", "micro_batches",
                              "tensorboard", "mlflow", "mlflow_uri", "mlflow_experiment", "dist_timeout")}
 
@@ -189,16 +190,23 @@ def _seed_figures(present: dict[str, dict], name: str, metrics: list[str], windo
     return figures
 
 
-def _seeds(present: dict[str, dict], name: str, metric: str, window: bool) -> str:
-    """The row's test figure under every seed of its run's recipe among the row's files, and their mean (sample
-    standard deviation with three or more): "42: 0.1794, 43: 0.1797; mean 0.1796". "-" with one seed only."""
-    figures = {seed: values[0] for seed, values in _seed_figures(present, name, [metric], window).items()}
+def _seeds(present: dict[str, dict], name: str, metric: str | list[str], window: bool, scale: int = 1) -> str:
+    """The row's test figures under every seed of its run's recipe among the row's files, and their mean (sample
+    standard deviation with three or more): "42: 0.1794, 43: 0.1797; mean 0.1796"; several metrics are joined by
+    " / ", and `scale` 100 writes percentages ("42: 70.45 / 30.66, ..."). "-" with one seed only."""
+    metrics = [metric] if isinstance(metric, str) else metric
+    figures = _seed_figures(present, name, metrics, window)
     if len(figures) < 2:
         return "-"
-    values = [figures[seed] for seed in sorted(figures)]
-    spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 2 else ""
-    return (", ".join(f"{seed}: {figures[seed]:.4f}" for seed in sorted(figures))
-            + f"; mean {statistics.mean(values):.4f}{spread}")
+
+    def fmt(value: float) -> str:
+        return f"{value * scale:.2f}" if scale > 1 else f"{value:.4f}"
+
+    columns = [[figures[seed][i] for seed in sorted(figures)] for i in range(len(metrics))]
+    spread = (" ± " + " / ".join(fmt(statistics.stdev(values)) for values in columns)
+              if len(figures) > 2 else "")
+    return (", ".join(f"{seed}: " + " / ".join(fmt(v) for v in figures[seed]) for seed in sorted(figures))
+            + "; mean " + " / ".join(fmt(statistics.mean(values)) for values in columns) + spread)
 
 
 def reproduction_table() -> str:
@@ -237,7 +245,7 @@ def reproduction_table() -> str:
         elif window:
             status += " (run with the reference's filter)"
         stopped = _stopped(result.get("stopped"))
-        seeds = _seeds(present, name, metrics[0], bool(window))
+        seeds = _seeds(present, name, metrics, bool(window), scale)
         lines.append(f"| {label} | `{name}` | {now} | {reference} | {target} | {status} | {seeds} | "
                      f"{result.get('best_epoch')} / {result.get('epochs_run')} | {stopped} | "
                      f"{result.get('train_seconds_per_epoch_median') or '-'} | {_load_conditions(result)} |")

@@ -79,6 +79,19 @@ def test_seeds_column_lists_the_runs_of_the_same_recipe():
     other_gate = run(48, 0.1, model={"mol_gating": "glu_silu"})
     assert tables._seeds({"n": newer, "x": other_gate}, "n", "NDCG@10", False) == "-"
     assert tables._seeds({"none": {"test": {"NDCG@10": 0.1}}}, "none", "NDCG@10", False) == "-"
+    # where the data files were read from is not part of the recipe (relative or absolute $SEQREC_DATA)
+    here, there = run(51, 0.2), run(52, 0.3)
+    for result, root in ((here, "../shared/datasets"), (there, "/work/shared/datasets")):
+        result["config"]["data"] = {"path": f"{root}/s/train.txt", "test_path": f"{root}/s/test.txt"}
+    assert tables._seeds({"h": here, "t": there}, "h", "NDCG@10", False) == "51: 0.2000, 52: 0.3000; mean 0.2500"
+    # a row of several metrics in percent (P@20 / MRR@20)
+    for result, mrr in ((here, 0.3066), (there, 0.3062)):
+        result["test"]["MRR@20"] = mrr
+    assert tables._seeds({"h": here, "t": there}, "h", ["NDCG@10", "MRR@20"], False, 100) == \
+        "51: 20.00 / 30.66, 52: 30.00 / 30.62; mean 25.00 / 30.64"
+    three = {"a": here, "b": there, "c": run(53, 0.25)}
+    three["c"]["config"]["data"] = here["config"]["data"]
+    assert tables._seeds(three, "a", "NDCG@10", False, 100) == "51: 20.00, 52: 30.00, 53: 25.00; mean 25.00 ± 5.00"
     # a "window" row: a run with the reference's filter and one that excluded the whole history but recorded the
     # window figure are the same recipe; without the window figure a run is left out of the row's seeds
     window_run = run(49, 0.15)
