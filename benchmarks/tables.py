@@ -190,6 +190,11 @@ def _seed_figures(present: dict[str, dict], name: str, metrics: list[str], windo
     return figures
 
 
+def _figures(values: list[float], scale: int) -> str:
+    """A row's figures joined by " / ": four decimals, or percentages with two when `scale` is 100."""
+    return " / ".join(f"{value * scale:.2f}" if scale > 1 else f"{value:.4f}" for value in values)
+
+
 def _seeds(present: dict[str, dict], name: str, metric: str | list[str], window: bool, scale: int = 1) -> str:
     """The row's test figures under every seed of its run's recipe among the row's files, and their mean (sample
     standard deviation with three or more): "42: 0.1794, 43: 0.1797; mean 0.1796"; several metrics are joined by
@@ -198,15 +203,10 @@ def _seeds(present: dict[str, dict], name: str, metric: str | list[str], window:
     figures = _seed_figures(present, name, metrics, window)
     if len(figures) < 2:
         return "-"
-
-    def fmt(value: float) -> str:
-        return f"{value * scale:.2f}" if scale > 1 else f"{value:.4f}"
-
     columns = [[figures[seed][i] for seed in sorted(figures)] for i in range(len(metrics))]
-    spread = (" ± " + " / ".join(fmt(statistics.stdev(values)) for values in columns)
-              if len(figures) > 2 else "")
-    return (", ".join(f"{seed}: " + " / ".join(fmt(v) for v in figures[seed]) for seed in sorted(figures))
-            + "; mean " + " / ".join(fmt(statistics.mean(values)) for values in columns) + spread)
+    spread = f" ± {_figures([statistics.stdev(values) for values in columns], scale)}" if len(figures) > 2 else ""
+    return (", ".join(f"{seed}: {_figures(figures[seed], scale)}" for seed in sorted(figures))
+            + f"; mean {_figures([statistics.mean(values) for values in columns], scale)}{spread}")
 
 
 def reproduction_table() -> str:
@@ -219,7 +219,7 @@ def reproduction_table() -> str:
         name = max(present, key=lambda f: (_valid_metric(present[f], metrics[0]),
                                            bool(window) and _window_test(present[f]) is not None)) if present else None
         scale = 100 if "%" in label else 1
-        target = " / ".join(f"{t * scale:.2f}" if scale > 1 else f"{t:.4f}" for t in targets)
+        target = _figures(targets, scale)
         if name is None:
             lines.append(f"| {label} | - | - | {reference} | {target} | no run | - | - | - | - | - |")
             continue
@@ -233,10 +233,9 @@ def reproduction_table() -> str:
         if _valid_metric(result, metrics[0]) == float("-inf") and len(seeds) > 1:
             values = [statistics.mean(figures[i] for figures in seeds.values()) for i in range(len(metrics))]
             mean_of = f" (mean of {len(seeds)} seeds)"
-        now = " / ".join(f"{v * scale:.2f}" if scale > 1 else f"{v:.4f}" for v in values) + mean_of
+        now = _figures(values, scale) + mean_of
         gaps = [v - t for v, t in zip(values, targets, strict=True)]
-        status = "met" if all(g >= -1e-9 for g in gaps) else "short by " + " / ".join(
-            f"{-g * scale:.2f}" if scale > 1 else f"{-g:.4f}" for g in gaps)
+        status = "met" if all(g >= -1e-9 for g in gaps) else "short by " + _figures([-g for g in gaps], scale)
         if window and _window_test(result) is None:
             status += " with the whole history excluded (the reference's filter not measured)"
         elif window and result.get("test_window"):
