@@ -212,8 +212,9 @@ class TrainConfig(_Section):
                                                        "epochs (SR-GNN: 0.1 every 3); 1 = constant")
     lr_decay_every: int = Field(1, ge=1, description="epochs between learning-rate decays (see lr_decay)")
     lr_decay_start: int | None = Field(None, ge=2, description="epoch (1-based) that first runs at the decayed "
-                                       "rate; null = lr_decay_every + 1 (SR-GNN's code: 3, it steps its "
-                                       "scheduler before each epoch)")
+                                       "rate; null = lr_decay_every + 1 (SR-GNN's code as its paper ran it, "
+                                       "TensorFlow or PyTorch 0.4: 4; the same PyTorch code on torch >= 1.1, "
+                                       "which steps StepLR before each epoch, decays one epoch early, at 3)")
     warmup_steps: int = Field(0, ge=0, description="raise the learning rate linearly from lr / warmup_steps to "
                                                     "lr over the first this many optimiser steps; 0 = none")
     schedule: Literal["constant", "linear", "cosine"] = Field(
