@@ -11,7 +11,9 @@ Tables:
   reference, the target and by how much it is met or missed, and the run's load conditions (threads and load
   average when its results file records them; older files did not, and their seconds are marked unclean), and
   the test figure under each seed of the same recipe (the row's files whose configs differ from its run's only in
-  the seed and execution settings such as threads or a time budget) with their mean.
+  the seed and execution settings such as threads or a time budget) with their mean; the training seconds per
+  epoch are the run's, and when it did not have the machine to itself, also those of a run of the same recipe
+  that did (a results file whose `load.beside` starts with "alone").
 - `ml1m`: every ML-1M results file (`results/ml1m_*.json`), the table `bench_ml1m.py --table` prints.
 - `sessions`: every Diginetica and Yoochoose 1/64 results file, the table `bench_sessions.py --table` prints.
 - `ml1m-speed`: training seconds per epoch of every shipped ML-1M config (`results/step_speed_ml1m.json`,
@@ -194,6 +196,26 @@ def _seed_figures(present: dict[str, dict], name: str, metrics: list[str], windo
     return figures
 
 
+def _alone(result: dict) -> bool:
+    """Whether a run's results file says it had the machine to itself (its `load.beside` starts with "alone")."""
+    return str((result.get("load") or {}).get("beside", "")).startswith("alone")
+
+
+def _seconds(present: dict[str, dict], name: str) -> str:
+    """The row's training seconds per epoch: its run's median; when that run did not have the machine to itself and
+    a run of the same recipe among the row's files did, that run's figure as well (speed depends on load)."""
+    result = present[name]
+    text = str(result.get("train_seconds_per_epoch_median") or "-")
+    if _alone(result):
+        return text
+    recipe = _recipe(result)
+    for other, run in present.items():
+        seconds = run.get("train_seconds_per_epoch_median")
+        if other != name and seconds and _alone(run) and _same_recipe(_recipe(run), recipe):
+            return f"{text} (alone, `{other}`: {seconds})"
+    return text
+
+
 def _figures(values: list[float], scale: int) -> str:
     """A row's figures joined by " / ": four decimals, or percentages with two when `scale` is 100."""
     return " / ".join(f"{value * scale:.2f}" if scale > 1 else f"{value:.4f}" for value in values)
@@ -251,7 +273,7 @@ def reproduction_table() -> str:
         seeds = _seeds(present, name, metrics, bool(window), scale)
         lines.append(f"| {label} | `{name}` | {now} | {reference} | {target} | {status} | {seeds} | "
                      f"{result.get('best_epoch')} / {result.get('epochs_run')} | {stopped} | "
-                     f"{result.get('train_seconds_per_epoch_median') or '-'} | {_load_conditions(result)} |")
+                     f"{_seconds(present, name)} | {_load_conditions(result)} |")
     for label, name, paper, base_name, *whole in GAINS:
         result, base = _load(name), _load(base_name)
         if base and result:

@@ -171,3 +171,21 @@ def test_gain_filter_window_when_both_have_it_unless_whole(tmp_path):
     tables.GAINS = [("HSTU", "h.json", 0.07, "s.json", "whole")]
     text = tables.reproduction_table()
     assert "test NDCG@10 +12.5% (paper +7%)." in text and "history filter" not in text
+
+
+def test_seconds_column_adds_a_same_recipe_run_that_ran_alone():
+    tables = load_tables()
+
+    def run(seed, seconds, beside=None, lr=0.001):
+        load = {"threads": 2, "loadavg_1_5_15_at_start": [1, 1, 1], "loadavg_1_5_15_at_end": [2, 2, 2]}
+        if beside is not None:
+            load["beside"] = beside
+        config = {"model": {"name": "sasrec"}, "train": {"seed": seed, "lr": lr, "num_threads": 2}}
+        return {"config": config, "load": load, "train_seconds_per_epoch_median": seconds}
+
+    shared = run(42, 40.9, beside="the test suite")
+    present = {"a.json": shared, "b.json": run(43, 30.0, lr=0.002, beside="alone"), "c.json": run(44, 18.1, "alone")}
+    # a run beside other work shows its own figure and the same recipe's alone run (not the other recipe's)
+    assert tables._seconds(present, "a.json") == "40.9 (alone, `c.json`: 18.1)"
+    assert tables._seconds(present, "c.json") == "18.1"                       # alone itself: its figure only
+    assert tables._seconds({"a.json": shared}, "a.json") == "40.9"            # nothing alone to add
