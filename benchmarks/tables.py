@@ -24,6 +24,7 @@ Tables:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import re
 import statistics
@@ -312,18 +313,20 @@ def _stopped(text: str | None) -> str:
     return f"{float(budget.group(1)):.0f}-min budget" if budget else text
 
 
-def ml1m_table() -> str:
-    sys.path.insert(0, str(HERE))
-    from bench_ml1m import table
+def _bench_table(module: str, *patterns: str) -> str:
+    """The table that `benchmarks/<module>.py --table` prints, over the results files matching `patterns`."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    table = importlib.import_module(module).table
+    return table(sorted(path for pattern in patterns for path in RESULTS.glob(pattern)))
 
-    return table(sorted(RESULTS.glob("ml1m_*.json")))
+
+def ml1m_table() -> str:
+    return _bench_table("bench_ml1m", "ml1m_*.json")
 
 
 def sessions_table() -> str:
-    sys.path.insert(0, str(HERE))
-    from bench_sessions import table
-
-    return table(sorted([*RESULTS.glob("diginetica_*.json"), *RESULTS.glob("yoochoose64_*.json")]))
+    return _bench_table("bench_sessions", "diginetica_*.json", "yoochoose64_*.json")
 
 
 def ml1m_speed_table(name: str = "ml1m") -> str:
