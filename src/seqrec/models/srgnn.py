@@ -6,7 +6,8 @@ neural network over it (`layers.gnn.GatedGraphNetwork`) and read one session sta
 
 - SR-GNN: soft attention over the clicks with the last click as query,
   alpha_i = q · sigmoid(W1 v_last + W2 v_i + c), s_g = sum_i alpha_i v_i, state = W3 [v_last ; s_g]
-  (the "hybrid" session embedding of the paper).
+  (the "hybrid" session embedding of the paper). `form: tensorflow` follows SR-GNN's TensorFlow code instead
+  of its PyTorch code (`layers.gnn.GatedGraphNetwork`'s docstring; state = W3 [s_g ; W1 v_last], no bias).
 - GC-SAN: the clicks' node states go through self-attention blocks (post-LN, causal over the clicks, as in
   RecBole's GC-SAN, the seed of this implementation's reading) and the state is
   `weight * attention_last + (1 - weight) * gnn_last`.
@@ -20,9 +21,10 @@ state; `predict` returns that state. The graph and the readouts do not depend on
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from seqrec.data.batches import CausalBatch
@@ -50,6 +52,19 @@ class SRGNNConfig(SessionGraphConfig):
     # the adjacency product, and biases on W2 and W3 (linear_two, linear_transform; W3's adds a learned
     # b · e_i to every item's score). GC-SAN reads the message biases (RecBole's GNN has them too).
     reference_biases: bool = False
+    # which of SR-GNN's two reference codes the model follows: "pytorch" (pytorch_code/model.py, the paper's
+    # equations) or "tensorflow" (tensorflow_code/model.py): transposed adjacencies (edges weighted by the
+    # sender's degree), TensorFlow's GRUCell (reset gate before the hidden map, gate biases from 1.0, Glorot
+    # kernels), the attention's bias from 0, and the hybrid embedding W3 [s_g ; W1 v_n] over the transformed last
+    # click (W1 shared with the attention) with no bias
+    form: Literal["pytorch", "tensorflow"] = "pytorch"
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> SRGNNConfig:
+        if self.form == "tensorflow" and self.reference_biases:
+            raise ValueError("reference_biases adds the biases of SR-GNN's PyTorch code; form: tensorflow has "
+                             "none of them (leave reference_biases false)")
+        return self
 
 
 class GCSANConfig(SRGNNConfig):
@@ -58,6 +73,7 @@ class GCSANConfig(SRGNNConfig):
     weight: float = Field(0.6, ge=0, le=1)  # share of the attention output in the final state
     dropout: float = Field(0.2, ge=0, lt=1)  # embeddings, attention and residual branches
     init_std: float = Field(0.02, gt=0)     # Normal(0, init_std) weights as RecBole's GC-SAN
+    form: Literal["pytorch"] = "pytorch"    # GC-SAN's reference (RecBole) has the PyTorch cell only
 
 
 class _SessionGraphModel(SequentialRecommender):
@@ -121,7 +137,8 @@ class SRGNN(_SessionGraphModel):
 
     def __init__(self, config: SRGNNConfig, num_items: int) -> None:
         super().__init__(config, num_items)
-        self.gnn = GatedGraphNetwork(config.dim, config.steps, message_bias=config.reference_biases)
+        self.gnn = GatedGraphNetwork(config.dim, config.steps, message_bias=config.reference_biases,
+                                     form=config.form)
         dim, biases = config.dim, config.reference_biases
         self.query_last = nn.Linear(dim, dim)                # W1 (c is W1's bias)
         self.query_click = nn.Linear(dim, dim, bias=biases)  # W2
@@ -130,12 +147,16 @@ class SRGNN(_SessionGraphModel):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Uniform(-1/sqrt(D), 1/sqrt(D)) for every weight, as SR-GNN's code."""
+        """Uniform(-1/sqrt(D), 1/sqrt(D)) for every weight, as SR-GNN's code; with `form: tensorflow`, its
+        TensorFlow code's GRUCell init and a zero attention bias (`nasr_b`)."""
         bound = 1.0 / math.sqrt(self.config.dim)
         for weight in self.parameters():
             nn.init.uniform_(weight, -bound, bound)
         with torch.no_grad():
             self.items.weight[0].zero_()
+            if self.config.form == "tensorflow":
+                self.gnn.reset_parameters_tensorflow()
+                self.query_last.bias.zero_()
 
     def session_state(self, items: Tensor) -> Tensor:
         items = self.fit_width(items)
@@ -146,6 +167,9 @@ class SRGNN(_SessionGraphModel):
         alpha = self.attention(torch.sigmoid(self.query_last(v_last).unsqueeze(1)
                                              + self.query_click(clicks)))           # [B, L, 1]
         global_state = (alpha * clicks * mask.unsqueeze(-1)).sum(dim=1)             # [B, D]
+        if self.config.form == "tensorflow":                                        # W3 [s_g ; W1 v_n]
+            last_state = nn.functional.linear(v_last, self.query_last.weight)
+            return self.hybrid(torch.cat([global_state, last_state], dim=-1))       # [B, D]
         return self.hybrid(torch.cat([v_last, global_state], dim=-1))               # [B, D]
 
 

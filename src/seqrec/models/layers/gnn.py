@@ -13,6 +13,17 @@ and updates its state with a GRU cell whose input is a_v:
 
 All rows of the batch go through batched matrix products `[B, V, V] @ [B, V, D]`; padding nodes have no
 edges and their states are zeroed.
+
+`form="tensorflow"` is the cell of SR-GNN's TensorFlow code (tensorflow_code/model.py, utils.py), which differs
+from its PyTorch code in three ways:
+
+- its adjacency matrices are the transposes of the PyTorch code's (it never transposes `u_A_in` / `u_A_out`):
+  node u's first message is sum over its out-neighbours v of (W_in h_v + b_in) / indeg(v), its second the sum
+  over its in-neighbours w of (W_out h_w + b_out) / outdeg(w): each edge is weighted by the sender's degree;
+- `tf.nn.rnn_cell.GRUCell` applies the reset gate before the hidden map: n = tanh(W_n a + U_n (r ⊙ h) + b),
+  and keeps h' = u ⊙ h + (1 − u) ⊙ n (the `z` chunk here is TensorFlow's u);
+- its gate biases start at 1.0 (candidate bias 0) and its kernels are Glorot-uniform over the concatenated
+  [a ; h] input: `reset_parameters_tensorflow` sets that.
 """
 
 from __future__ import annotations
@@ -29,11 +40,16 @@ from seqrec.models.layers.graphs import EOPGraph, ShortcutGraph, SRGNNGraph
 class GatedGraphNetwork(nn.Module):
     """`steps` gated propagation steps over an `SRGNNGraph` (weights shared across steps, as in SR-GNN)."""
 
-    def __init__(self, dim: int, steps: int = 1, message_bias: bool = False) -> None:
+    def __init__(self, dim: int, steps: int = 1, message_bias: bool = False, form: str = "pytorch") -> None:
         super().__init__()
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        if form not in ("pytorch", "tensorflow"):
+            raise ValueError(f"form must be 'pytorch' or 'tensorflow', got {form!r}")
+        if form == "tensorflow" and message_bias:
+            raise ValueError("SR-GNN's TensorFlow cell has no message bias after the adjacency product")
         self.steps = int(steps)
+        self.form = form
         self.edge_in = nn.Linear(dim, dim)
         self.edge_out = nn.Linear(dim, dim)
         self.input_gates = nn.Linear(2 * dim, 3 * dim)       # W_r, W_z, W_n on the messages
@@ -42,8 +58,23 @@ class GatedGraphNetwork(nn.Module):
         # (outgoing) edges, e.g. a session's first click, still gets a learned message instead of zero
         self.message_bias = nn.Parameter(torch.zeros(2 * dim)) if message_bias else None
 
+    def reset_parameters_tensorflow(self) -> None:
+        """TensorFlow's GRUCell initialisation: Glorot-uniform kernels over [a ; h] (gates [3D -> 2D],
+        candidate [3D -> D]), gate biases 1.0, candidate bias 0 (the edge maps keep their own init)."""
+        dim = self.hidden_gates.in_features
+        gate_bound = (6.0 / (3 * dim + 2 * dim)) ** 0.5
+        candidate_bound = (6.0 / (3 * dim + dim)) ** 0.5
+        with torch.no_grad():
+            for layer in (self.input_gates, self.hidden_gates):
+                layer.weight[:2 * dim].uniform_(-gate_bound, gate_bound)
+                layer.weight[2 * dim:].uniform_(-candidate_bound, candidate_bound)
+                layer.bias.zero_()
+            self.input_gates.bias[:2 * dim].fill_(1.0)
+
     def forward(self, graph: SRGNNGraph, hidden: Tensor) -> Tensor:
         """Node states [B, V, D] after the propagation steps, from initial states `hidden` [B, V, D]."""
+        if self.form == "tensorflow":
+            return self._forward_tensorflow(graph, hidden)
         keep = graph.nodes.valid.unsqueeze(-1).to(hidden.dtype)                   # [B, V, 1]
         for _ in range(self.steps):
             messages = torch.cat([graph.adj_in @ self.edge_in(hidden),
@@ -56,6 +87,21 @@ class GatedGraphNetwork(nn.Module):
             update = torch.sigmoid(i_z + h_z)
             new = torch.tanh(i_n + reset * h_n)
             hidden = ((1 - update) * hidden + update * new) * keep                   # [B, V, D]
+        return hidden
+
+    def _forward_tensorflow(self, graph: SRGNNGraph, hidden: Tensor) -> Tensor:
+        keep = graph.nodes.valid.unsqueeze(-1).to(hidden.dtype)                   # [B, V, 1]
+        adj_in, adj_out = graph.adj_in.transpose(1, 2), graph.adj_out.transpose(1, 2)
+        dim = hidden.shape[-1]
+        w_h, b_h = self.hidden_gates.weight, self.hidden_gates.bias
+        for _ in range(self.steps):
+            messages = torch.cat([adj_in @ self.edge_in(hidden), adj_out @ self.edge_out(hidden)], dim=-1)
+            i_r, i_u, i_n = self.input_gates(messages).chunk(3, dim=-1)
+            h_r, h_u = nn.functional.linear(hidden, w_h[:2 * dim], b_h[:2 * dim]).chunk(2, dim=-1)
+            reset = torch.sigmoid(i_r + h_r)
+            kept = torch.sigmoid(i_u + h_u)
+            new = torch.tanh(i_n + nn.functional.linear(reset * hidden, w_h[2 * dim:], b_h[2 * dim:]))
+            hidden = (kept * hidden + (1 - kept) * new) * keep                      # [B, V, D]
         return hidden
 
 
