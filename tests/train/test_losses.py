@@ -186,6 +186,38 @@ def test_fused_ce_matches_autograd_reference_in_value_and_gradients(rows, items)
         assert full_softmax_ce(states, targets, table, DotProduct()).item() == pytest.approx(reference.item())
 
 
+@pytest.mark.parametrize("rows, items", [(3000, 2000), (100, 70_000)])
+@pytest.mark.parametrize("similarity", [DotProduct(), Cosine(0.1)], ids=["dot (fused)", "cosine (autograd)"])
+def test_padding_class_is_the_reference_softmax_over_every_table_row(rows, items, similarity):
+    """`padding_class`: F.cross_entropy over `states @ table.T` with targets as the column ids (Klenitskiy &
+    Vasilev's SASRec logits): the padding row is a class, never a target, and gets its gradient."""
+    g = torch.Generator().manual_seed(3)
+    states = torch.randn(rows, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(items + 1, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(1, items + 1, (rows,), generator=g)
+    spec = LossSpec("ce", padding_class=True)
+    got = compute_loss(spec, states, targets, table, similarity)
+    (got * 3).backward()
+    gs, gt = states.grad.clone(), table.grad.clone()
+    states.grad, table.grad = None, None
+    reference = F.cross_entropy(similarity(states, table), targets)
+    (reference * 3).backward()
+    assert got.item() == pytest.approx(reference.item(), rel=1e-12)
+    assert torch.allclose(gs, states.grad) and torch.allclose(gt, table.grad)
+    assert gt[0].abs().sum() > 0                                    # the padding row learns, as a negative
+    without = full_softmax_ce(states, targets, table, similarity)
+    assert got.item() > without.item()                              # one more class in every partition sum
+
+
+def test_padding_class_needs_the_full_softmax():
+    from seqrec.config import load_config
+    from seqrec.errors import ConfigError
+
+    assert load_config(None, ["loss.padding_class=true"]).loss.padding_class
+    with pytest.raises(ConfigError, match="padding_class"):
+        load_config(None, ["loss.name=bce", "loss.padding_class=true"])
+
+
 @pytest.mark.parametrize("shared", [True, False])
 def test_uniform_negatives_shared_by_the_batch_or_drawn_per_position(setup, shared):
     states, targets, table = setup
@@ -251,4 +283,5 @@ def test_loss_spec_of_a_config_section_takes_every_field():
     spec = LossSpec.of(section)
     assert {f.name: getattr(spec, f.name) for f in fields(spec)} == {
         "name": "sampled_softmax", "num_negatives": 7, "negatives": "in_batch", "log_q_correction": False,
-        "shared_negatives": False}
+        "shared_negatives": False, "padding_class": False}
+    assert LossSpec.of(load_config(None, ["loss.padding_class=true"]).loss).padding_class   # a ce-only key

@@ -189,9 +189,19 @@ class LossConfig(_Section):
     shared_negatives: bool = Field(True, description="uniform sampled_softmax: one draw of num_negatives for the "
                                                      "whole batch (true), or num_negatives per position (false, as "
                                                      "generative-recommenders' local negatives; more memory)")
+    padding_class: bool = Field(False, description="ce: the padding row of the item table is one more class of the "
+                                                   "softmax, never a target (a learned extra negative), as "
+                                                   "Klenitskiy & Vasilev's SASRec code scores every embedding row")
     negatives_across_ranks: bool = Field(False, description="in_batch negatives under DDP: draw them from the "
                                                             "targets of every rank's part of the global batch "
                                                             "(all-gather of the ids), not only this rank's")
+
+    @model_validator(mode="after")
+    def _padding_class_needs_ce(self) -> LossConfig:
+        if self.padding_class and self.name != "ce":
+            raise fail(f"padding_class adds the padding row to the full softmax; it needs loss.name: ce (got "
+                       f"{self.name})", key="loss.padding_class")
+        return self
 
     @model_validator(mode="after")
     def _across_ranks_needs_in_batch(self) -> LossConfig:

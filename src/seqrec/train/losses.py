@@ -45,18 +45,21 @@ GATHER_BLOCK = 3 << 18         # gathered item vectors per chunk and CPU thread 
 
 
 def full_softmax_ce(states: Tensor, targets: Tensor, table: Tensor, similarity: Similarity,
-                    matmul_dtype: torch.dtype | None = None) -> Tensor:
+                    matmul_dtype: torch.dtype | None = None, padding_class: bool = False) -> Tensor:
     """Mean cross-entropy of the targets against every real item.
 
     With the dot product this runs the fused, row-chunked kernel `_DotSoftmaxCE` (same value and gradients,
     about 3x faster on CPU and without the [M, N] score matrix); other similarities go through autograd.
     `matmul_dtype` (e.g. bfloat16, `train.precision: bf16`): the kernel's three matrix products take their inputs
     in that type (scores, softmax, loss and gradient sums stay fp32); other similarities ignore it.
+    `padding_class`: the padding row is one more class of the softmax, never a target (a learned extra negative,
+    trained through the scores: the logits `states @ item_emb.weight.T` of Klenitskiy & Vasilev's SASRec code).
     """
     if isinstance(similarity, DotProduct):
-        return _DotSoftmaxCE.apply(states, table, targets, None, matmul_dtype)
-    scores = similarity(states, table[1:])                        # [M, N], column j = item j + 1
-    return F.cross_entropy(scores, targets - 1)
+        return _DotSoftmaxCE.apply(states, table, targets, None, matmul_dtype, padding_class)
+    first = 0 if padding_class else 1
+    scores = similarity(states, table[first:])                    # [M, N (+ 1)], column j = item j + first
+    return F.cross_entropy(scores, targets - first)
 
 
 class _DotSoftmaxCE(torch.autograd.Function):
@@ -71,8 +74,9 @@ class _DotSoftmaxCE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, states: Tensor, table: Tensor, targets: Tensor, transposed: bool | None = None,
-                matmul_dtype: torch.dtype | None = None) -> Tensor:
-        items = table[1:]                                                          # [N, D]
+                matmul_dtype: torch.dtype | None = None, padding_class: bool = False) -> Tensor:
+        first = 0 if padding_class else 1                                          # the table's first class row
+        items = table[first:]                                                      # [N (+ 1), D]
         rows, num_items = states.shape[0], items.shape[0]
         # Chunks of ~2^20 scores (4 MB, cache-sized: the exp/sum/scale passes are memory-bound), but at least
         # 2D rows so that the matmuls stay efficient with wide embeddings. When the catalogue is so large that
@@ -94,7 +98,7 @@ class _DotSoftmaxCE(torch.autograd.Function):
             states, items = states.to(matmul_dtype), items.to(matmul_dtype)
         for start in range(0, rows, chunk):
             part = states[start:start + chunk]                                     # [c, D]
-            cols = (targets[start:start + chunk] - 1).unsqueeze(dim)               # [1, c] or [c, 1]
+            cols = (targets[start:start + chunk] - first).unsqueeze(dim)           # [1, c] or [c, 1]
             scores = items @ part.T if transposed else part @ items.T              # [N, c] or [c, N]
             if low:
                 scores = scores.float()                                            # softmax and sums in fp32
@@ -122,15 +126,17 @@ class _DotSoftmaxCE(torch.autograd.Function):
                     grad_items.addmm_(grad.T, part)
         if need_grad:
             ctx.save_for_backward(grad_states, grad_items)
-        ctx.rows = rows
+        ctx.rows, ctx.padding_class = rows, padding_class
         return (total / max(rows, 1)).to(out_dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, Tensor, None, None, None]:
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, Tensor, None, None, None, None]:
         grad_states, grad_items = ctx.saved_tensors
         scale = grad_output / max(ctx.rows, 1)
+        if ctx.padding_class:
+            return grad_states * scale, grad_items * scale, None, None, None, None
         grad_table = torch.cat([torch.zeros_like(grad_items[:1]), grad_items]) * scale   # padding row: 0
-        return grad_states * scale, grad_table, None, None, None
+        return grad_states * scale, grad_table, None, None, None, None
 
 
 def uniform_negatives(shape: tuple[int, ...], num_items: int, device: torch.device | str,
@@ -309,6 +315,7 @@ class LossSpec:
     negatives: str = "uniform"          # sampled softmax: "uniform" or "in_batch"
     log_q_correction: bool = True       # in-batch sampled softmax only
     shared_negatives: bool = True       # uniform sampled softmax: K for the batch (True) or K per position
+    padding_class: bool = False         # ce: the padding row is one more (never-target) class of the softmax
 
     @classmethod
     def of(cls, section: LossConfig) -> LossSpec:
@@ -333,7 +340,7 @@ def compute_loss(spec: LossSpec, states: Tensor, targets: Tensor, table: Tensor,
     if spec.name == "ce":
         if sparse:
             raise ValueError("the full-softmax loss reads every item row; it has no sparse form")
-        return full_softmax_ce(states, targets, table, similarity, matmul_dtype)
+        return full_softmax_ce(states, targets, table, similarity, matmul_dtype, spec.padding_class)
     num_items = table.shape[0] - 1
     rows: Rows = SparseRows(table) if sparse else table
     if spec.name in ("bce", "bpr"):
