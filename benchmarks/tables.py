@@ -82,6 +82,8 @@ REPRODUCTION = [
     ("SR-GNN, Yoochoose 1/64 (P@20 / MRR@20, %)", ["yoochoose64_srgnn_decay4.json",
                                                    "yoochoose64_srgnn_decay4_seed43.json"],
      ["HR@20", "MRR@20"], "70.57 / 30.94 (SR-GNN paper)", [0.7057, 0.3094]),
+    ("SR-GNN, Yoochoose 1/64, the model of SR-GNN's TensorFlow code (`model.form: tensorflow`) (%)",
+     ["yoochoose64_srgnn_tf.json"], ["HR@20", "MRR@20"], "70.57 / 30.94 (SR-GNN paper)", [0.7057, 0.3094]),
     ("SR-GNN, Yoochoose 1/64, lr decayed from epoch 3, as SR-GNN's PyTorch code on torch >= 1.1 (%)",
      ["yoochoose64_srgnn.json", "yoochoose64_srgnn_refbias.json", "yoochoose64_srgnn_seed43.json"],
      ["HR@20", "MRR@20"], "70.57 / 30.94 (SR-GNN paper)", [0.7057, 0.3094]),
