@@ -50,6 +50,8 @@ REPRODUCTION = [
                                "ml1m_sasrec_length.json", "ml1m_sasrec.json"],
      ["NDCG@10"],
      "0.1821 / HR@10 0.3152 (SASRec+)", [0.182]),
+    ("SASRec full CE, ML-1M, the padding row as one more softmax class, as the reference (`loss.padding_class`)",
+     ["ml1m_sasrec_padding_class.json"], ["NDCG@10"], "0.1821 / HR@10 0.3152 (SASRec+)", [0.182]),
     ("SASRec sampled softmax, ML-1M", ["ml1m_sasrec_sampled_length.json", "ml1m_sasrec_sampled_ref_101.json"],
      ["NDCG@10"], "0.1603 (HSTU paper)", [0.1603]),
     ("HSTU, ML-1M", ["ml1m_hstu_nobudget.json", "ml1m_hstu_length.json", "ml1m_hstu_ref.json",
