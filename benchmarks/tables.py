@@ -46,6 +46,7 @@ REPRODUCTION = [
     ("BERT4Rec, ML-1M", ["ml1m_bert4rec.json", "ml1m_bert4rec_long.json", "ml1m_bert4rec_ref.json"], ["NDCG@10"],
      "0.1537 (Klenitskiy & Vasilev), 0.1516 (Petrov & Macdonald)", [0.155]),
     ("SASRec full CE, ML-1M", ["ml1m_sasrec_kv_init.json", "ml1m_sasrec_seed43.json", "ml1m_sasrec_seed44.json",
+                               "ml1m_sasrec_seed45.json",
                                "ml1m_sasrec_kv_init_bf16.json", "ml1m_sasrec_authors_block.json",
                                "ml1m_sasrec_length.json", "ml1m_sasrec.json"],
      ["NDCG@10"],
