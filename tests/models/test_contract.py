@@ -100,6 +100,23 @@ def test_padding_invariance(name):
     assert torch.allclose(s_right[right != 0], s_left[left != 0], atol=1e-5)
 
 
+@pytest.mark.parametrize("name", [n for n in NAMES if hasattr(make(n), "items")])
+def test_a_learned_padding_row_changes_nothing(name):
+    """`loss.padding_class` trains the padding row of the item table as a softmax class (Klenitskiy & Vasilev's
+    SASRec code), so the row's value drifts from zero: its input embedding must never reach a real position's
+    state or a prediction, in either alignment."""
+    model = make(name)
+    right = histories()
+    left = left_align(right)
+    before = [model(CausalBatch(right)), model(CausalBatch(left)), model.predict(right)]
+    with torch.no_grad():
+        model.items.weight[0].normal_(0, 3.0)
+    after = [model(CausalBatch(right)), model(CausalBatch(left)), model.predict(right)]
+    torch.testing.assert_close(after[0][right != 0], before[0][right != 0])
+    torch.testing.assert_close(after[1][left != 0], before[1][left != 0])
+    torch.testing.assert_close(after[2], before[2])
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_determinism_under_a_seed(name):
     a, b = make(name, seed=3), make(name, seed=3)

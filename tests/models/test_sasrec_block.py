@@ -61,16 +61,3 @@ def test_block_formula():
     y = block.norm2(q + attended)
     expected = y + block.ffn.down(F.relu(block.ffn.up(y)))
     assert torch.allclose(block(x, mask), expected, atol=1e-5)
-
-
-def test_a_learned_padding_row_changes_nothing():
-    """`loss.padding_class` trains the padding row as a softmax class (Klenitskiy & Vasilev's code): its input
-    embedding must never reach a real position's state."""
-    m = model()
-    items = rows()
-    before = m(CausalBatch(items=items))
-    with torch.no_grad():
-        m.items.weight[0].normal_(0, 3.0)
-    after = m(CausalBatch(items=items))
-    real = items != 0
-    torch.testing.assert_close(after[real], before[real])
