@@ -75,8 +75,8 @@ REPRODUCTION = [
      "0.1893 (HSTU paper)", [0.1893]),
     ("HSTU-large, ML-1M, the reference's protocol and training",
      ["ml1m_hstu_large_noval_ref.json", "ml1m_hstu_large_noval_ref_window_seed43.json",
-      "ml1m_hstu_large_noval_cuda.json"], ["NDCG@10"], "0.1893 (HSTU paper)",
-     [0.1893], "window"),
+      "ml1m_hstu_large_noval_ref_window_seed44.json", "ml1m_hstu_large_noval_cuda.json"], ["NDCG@10"],
+     "0.1893 (HSTU paper)", [0.1893], "window"),
     ("HSTU-large + MoL, ML-1M", ["ml1m_hstu_large_mol.json", "ml1m_hstu_large_mol_cuda.json"], ["NDCG@10"],
      "0.1979 (RAILS)", [0.1979]),
     ("HSTU-large + MoL, ML-1M, the RAILS reference's MoL, protocol and training",
@@ -168,8 +168,11 @@ def _recipe(result: dict) -> dict[tuple[str, str], object] | None:
     config = result.get("config")
     if not config:
         return None
-    return {(section, key): value for section, values in config.items() if isinstance(values, dict)
-            for key, value in values.items() if key not in _EXECUTION_KEYS.get(section, ())}
+    recipe = {(section, key): value for section, values in config.items() if isinstance(values, dict)
+              for key, value in values.items() if key not in _EXECUTION_KEYS.get(section, ())}
+    if recipe.get(("split", "validation")) == "none":
+        recipe.pop(("train", "patience"), None)        # no validation, no early stop: patience is never read
+    return recipe
 
 
 def _same_recipe(a: dict | None, b: dict | None) -> bool:

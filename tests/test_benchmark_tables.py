@@ -99,6 +99,15 @@ def test_seeds_column_lists_the_runs_of_the_same_recipe():
     with_whole = {"w": window_run, "a": present["a.json"], "no_window": run(50, 0.90)}
     assert tables._seeds(with_whole, "w", "NDCG@10", True) == "42: 0.1700, 49: 0.1500; mean 0.1600"
     assert tables._seeds(with_whole, "w", "NDCG@10", False) == "-"
+    # without validation nothing stops early: patience, never read, does not split the recipe; with it, it does
+    patient, impatient = run(54, 0.18, train={"patience": 10}), run(55, 0.20, train={"patience": 0})
+    for result in (patient, impatient):
+        result["config"]["split"] = {"validation": "none"}
+    assert tables._seeds({"p": patient, "i": impatient}, "p", "NDCG@10", False) == \
+        "54: 0.1800, 55: 0.2000; mean 0.1900"
+    for result in (patient, impatient):
+        result["config"]["split"] = {"validation": "item"}
+    assert tables._seeds({"p": patient, "i": impatient}, "p", "NDCG@10", False) == "-"
 
 
 def test_a_row_without_validation_stands_for_the_mean_of_its_seeds(tmp_path):
