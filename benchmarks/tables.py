@@ -86,6 +86,10 @@ REPRODUCTION = [
                                                    "yoochoose64_srgnn_decay4_seed43.json",
                                                    "yoochoose64_srgnn_decay4_seed44.json"],
      ["HR@20", "MRR@20"], "70.57 / 30.94 (SR-GNN paper)", [0.7057, 0.3094]),
+    ("SR-GNN, Yoochoose 1/64, whole sessions as the reference reads them (`model.max_len: 200`; 50 cuts 1,918 "
+     "training and 115 test inputs) (%)",
+     ["yoochoose64_srgnn_whole_sessions.json"], ["HR@20", "MRR@20"], "70.57 / 30.94 (SR-GNN paper)",
+     [0.7057, 0.3094]),
     ("SR-GNN, Yoochoose 1/64, the model of SR-GNN's TensorFlow code (`model.form: tensorflow`) (%)",
      ["yoochoose64_srgnn_tf.json"], ["HR@20", "MRR@20"], "70.57 / 30.94 (SR-GNN paper)", [0.7057, 0.3094]),
     ("SR-GNN, Yoochoose 1/64, lr decayed from epoch 3, as SR-GNN's PyTorch code on torch >= 1.1 (%)",
