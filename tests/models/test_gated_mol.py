@@ -91,6 +91,34 @@ def test_gathered_gradients_with_recomputation_match_autograd(gather_block):
         assert torch.allclose(g, want, atol=1e-10)
 
 
+@pytest.mark.parametrize("kind", ["gated", "additive"])
+def test_forward_in_item_chunks_gives_the_gradients_of_one_chunk(kind):
+    """`forward` scores the catalogue in chunks of items: queries, items and every parameter get the gradients of
+    the unchunked product."""
+    if kind == "gated":
+        m = gated(balance=0.05)
+    else:
+        torch.manual_seed(3)
+        m = MixtureOfLogits(6, components=2, component_dim=4, temperature=0.1).double()
+    queries = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    items = torch.randn(9, 6, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(4, 9, dtype=torch.float64)
+    params = [queries, items, *m.parameters()]
+
+    def grads() -> tuple:
+        if kind == "gated":
+            m.begin_step()
+        loss = (m(queries, items) * weights).sum()
+        extra = m.aux_loss() if kind == "gated" else None
+        return torch.autograd.grad(loss if extra is None else loss + extra, params)
+
+    m.max_block = 1 << 22
+    expected = grads()
+    m.max_block = 4 * (6 if kind == "gated" else 2 * 2) * 2          # 4 queries x (pair values) x 2 items a chunk
+    for g, want in zip(grads(), expected, strict=True):
+        assert torch.allclose(g, want, atol=1e-10)
+
+
 def test_load_balancing_loss_is_the_reference_formula_over_the_steps_calls():
     m = gated(balance=0.1)
     queries, table = torch.randn(6, 6, dtype=torch.float64), torch.randn(11, 6, dtype=torch.float64)
