@@ -64,7 +64,7 @@ REPRODUCTION = [
      "0.1603 (HSTU paper)", [0.1603], "window"),
     ("HSTU, ML-1M, the reference's protocol and training (no gradient clipping, random batches)",
      ["ml1m_hstu_noval_ref_window.json", "ml1m_hstu_noval_ref.json", "ml1m_hstu_noval_ref_window_seed43.json",
-      "ml1m_hstu_noval_cuda.json"], ["NDCG@10"],
+      "ml1m_hstu_noval_ref_window_seed44.json", "ml1m_hstu_noval_cuda.json"], ["NDCG@10"],
      "0.1720 (HSTU paper)", [0.1720], "window"),
     ("SASRec sampled softmax, ML-1M, the reference's protocol and training",
      ["ml1m_sasrec_sampled_noval_ref_window.json", "ml1m_sasrec_sampled_noval_ref.json",
