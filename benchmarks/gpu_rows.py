@@ -1,28 +1,39 @@
 """The reproduction rows that need the most epochs, on a CUDA device within a device-time budget (issue 21).
 
 A lent GPU comes with minutes, not hours (15 minutes a session, start-up included), so this script is prepared and
-checked on CPU first (`--smoke`), then run once on the device. It trains the chosen rows one after another with
+checked on CPU first (`--smoke`), then run on the device. It trains the chosen rows one after another with
 `bench_ml1m.py` (one process per row), on `cuda`, each with its share of the budget as `train.max_minutes`, and
-writes `<out>/results/ml1m_<row>_cuda.json` (the device's name is in `machine.device`) and the run directories
-under `<out>/runs/`.
+writes `<out>/results/ml1m_<row>_cuda.json` (the device's name is in `machine.device`) and each row's run
+directory packed as `<out>/<row>.run.tar.gz` (the run directories themselves live under `--runs`, outside `<out>`:
+a device returns at most 8 files from its $OUT, none more than two folders down).
 
     SEQREC_DATA=../shared/datasets python benchmarks/gpu_rows.py --out "$OUT" --minutes 9 \\
         [--rows hstu_large_noval,bert4rec] [--precision bf16]
     SEQREC_DATA=../shared/datasets python benchmarks/gpu_rows.py --out /tmp/gpu-smoke --smoke   # on CPU
 
+A row longer than one loan continues on the next: put the `<row>.run.tar.gz` files that came back in a folder of
+the repository that git ignores (e.g. `runs/gpu-carry/`), carry it (and the data) to the device, and pass
+`--resume-from runs/gpu-carry`: each row found there continues from its last finished epoch, bit for bit as
+`--resume` does, with this loan's minutes added to the time it has trained. The device has no `../shared`: carry
+the files the rows read too, e.g. `runs/gpu-data/ml-1m-sasrec/ml-1m.txt` with `SEQREC_DATA=runs/gpu-data` (a
+resumed run may read its data from another path when the content is the same).
+
 Rows: `hstu_large`, `hstu_large_noval` (the HSTU paper's own protocol: no validation item, 101 epochs, last
 epoch tested, only the 200 items the model reads removed from the ranking), `hstu_large_mol` (the RAILS
 reference's MoL settings), `hstu_large_mol_noval` (and its protocol), `bert4rec`, `hstu_noval`,
-`sasrec_sampled_noval`. Copy the results files into `benchmarks/results/` and run
+`sasrec_sampled_noval`. Copy the results files of finished rows into `benchmarks/results/` and run
 `python benchmarks/tables.py` to put them in the README's tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -39,16 +50,24 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "sasrec_sampled_noval": ("ml1m_sasrec_sampled.yaml", NOVAL),
 }
 SMOKE = ["train.epochs=1", "model.max_len=20", "train.num_threads=1"]
+PACKED = ".run.tar.gz"       # <row>.run.tar.gz: one row's run directory, what a loan hands to the next
+RETURN_LIMIT = 16 * 2**20    # the largest file a device returns from $OUT
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="folder for results/ and runs/ (on the device: $OUT)")
+    parser.add_argument("--out", required=True,
+                        help=f"folder for results/ and the <row>{PACKED} files (on the device: $OUT)")
     parser.add_argument("--rows", default="hstu_large_noval,bert4rec",
                         help=f"comma-separated, in order; known: {', '.join(ROWS)}")
     parser.add_argument("--minutes", type=float, default=9.0, help="training minutes for all rows together")
     parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     parser.add_argument("--smoke", action="store_true", help="on CPU: one short epoch per row, to check the script")
+    parser.add_argument("--runs", default=str(HERE.parent / "runs" / "gpu"),
+                        help="folder for the rows' run directories (default: runs/gpu in the repository)")
+    parser.add_argument("--resume-from", default=None, metavar="DIR",
+                        help=f"folder with a previous loan's <row>{PACKED} files: those rows continue from them")
+    parser.add_argument("--epochs", type=int, default=None, help="train.epochs for every row (default: the row's)")
     args = parser.parse_args()
     rows = [row.strip() for row in args.rows.split(",") if row.strip()]
     unknown = [row for row in rows if row not in ROWS]
@@ -62,7 +81,7 @@ def main() -> int:
             print("no CUDA device here; use --smoke to check the script on CPU", file=sys.stderr)
             return 2
         print(f"device: {torch.cuda.get_device_name(0)}", flush=True)
-    out = Path(args.out)
+    out, runs = Path(args.out), Path(args.runs)
     (out / "results").mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + args.minutes * 60
     failed = []
@@ -70,22 +89,62 @@ def main() -> int:
         left = (deadline - time.monotonic()) / 60
         share = max(0.5, left / (len(rows) - i))                   # what is left, split over the rows to come
         config, overrides = ROWS[row]
+        run_dir = runs / row
+        trained = unpack(Path(args.resume_from) / f"{row}{PACKED}", run_dir) if args.resume_from else None
+        if trained is None and run_dir.exists():
+            shutil.rmtree(run_dir)                                 # a fresh row: no leftovers of an earlier call
         # whole batches on a GPU: micro-batches save padded work that a GPU does in parallel anyway, and would
         # multiply its kernel launches (not measured there)
+        budget = share + (trained or 0.0)                          # train.max_minutes counts all loans' minutes
         settings = [*overrides, f"train.device={device}", f"train.precision={args.precision}", "train.micro_batches=1",
-                    f"train.max_minutes={share:.2f}", *(SMOKE if args.smoke else [])]
+                    f"train.max_minutes={budget:.2f}", *(SMOKE if args.smoke else []),
+                    *([f"train.epochs={args.epochs}"] if args.epochs else [])]
         command = [sys.executable, str(HERE / "bench_ml1m.py"), "--config", str(HERE.parent / "configs" / config),
-                   "--out", str(out / "runs" / row), "--result", str(out / "results" / f"ml1m_{row}_cuda.json"),
+                   "--out", str(run_dir), "--result", str(out / "results" / f"ml1m_{row}_cuda.json"),
+                   *(["--resume"] if trained is not None else []),
                    *(item for setting in settings for item in ("--set", setting))]
-        print(f"[{row}] {share:.1f} min: {' '.join(command[1:])}", flush=True)
+        resumed = f" (resumed after {trained:.1f} min)" if trained is not None else ""
+        print(f"[{row}] {share:.1f} min{resumed}: {' '.join(command[1:])}", flush=True)
         started = time.monotonic()
         code = subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         print(f"[{row}] exit {code} after {time.monotonic() - started:.0f} s", flush=True)
+        if run_dir.exists():
+            pack(run_dir, out / f"{row}{PACKED}")
         if code:
             failed.append(row)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def pack(run_dir: Path, archive: Path) -> None:
+    """Write `run_dir` as `archive` (the directory's name inside), warning when a device would not return it."""
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(run_dir, arcname=run_dir.name)
+    size = archive.stat().st_size
+    if size > RETURN_LIMIT:
+        print(f"warning: {archive} is {size / 2**20:.1f} MiB, over the {RETURN_LIMIT // 2**20} MiB a device returns "
+              f"from $OUT", file=sys.stderr)
+
+
+def unpack(archive: Path, run_dir: Path) -> float | None:
+    """Replace `run_dir` with the run packed in `archive`; returns the minutes it has trained (the elapsed clock of
+    its last logged epoch), or None when `archive` does not exist (the row starts afresh)."""
+    if not archive.exists():
+        return None
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        names = {member.name.split("/")[0] for member in tar.getmembers()}
+        if len(names) != 1:
+            raise SystemExit(f"{archive} holds {', '.join(sorted(names))}, not one run directory")
+        tar.extractall(run_dir.parent / ".unpacking", filter="data")
+    (run_dir.parent / ".unpacking" / names.pop()).rename(run_dir)
+    shutil.rmtree(run_dir.parent / ".unpacking")
+    log = run_dir / "log.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    return max((r.get("elapsed", 0.0) for r in records), default=0.0) / 60
 
 
 if __name__ == "__main__":

@@ -164,6 +164,31 @@ def test_resume_with_a_larger_budget_continues_a_run_that_stopped_on_it(demo_spl
                   resume=True)
 
 
+def test_a_run_moved_to_another_machine_resumes_from_a_copy_of_its_data(dataset, tmp_path):
+    """`data.path` may change on resume (a run directory carried to another machine, whose data lies elsewhere) when
+    the file there is the same data; a different file is refused, naming both paths, before anything is written."""
+    source = dataset("ml-100k/u.data").read_bytes()
+    here, there, other = (tmp_path / name / "u.data" for name in ("here", "there", "other"))
+    for path, content in ((here, source), (there, source), (other, source[: source.rindex(b"\n", 0, -1) + 1])):
+        path.parent.mkdir()
+        path.write_bytes(content)
+    out = tmp_path / "run"
+    model = {"name": "sasrec", "dim": 16, "num_blocks": 1, "max_len": 20}
+    train = {**TRAIN, "patience": 0, "num_threads": 1}
+    api.train(str(here), model=model, train={**train, "epochs": 1}, out=out)
+    here.unlink()                                                               # the first machine's copy is gone
+    log_before = (out / "log.jsonl").read_text()
+    with pytest.raises(seqrec.ConfigError, match=r"moved from .*here/u\.data to .*other/u\.data.*not the data"):
+        api.train(str(other), model=model, train={**train, "epochs": 2}, out=out, resume=True)
+    assert (out / "log.jsonl").read_text() == log_before and "here/u.data" in (out / "config.yaml").read_text()
+    moved = api.train(str(there), model=model, train={**train, "epochs": 2}, out=out, resume=True)
+    assert moved.results["epochs_run"] == 2
+    assert [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2]
+    assert "there/u.data" in (out / "config.yaml").read_text()                  # the run dir says what it reads now
+    with pytest.raises(seqrec.ConfigError, match=r"model\.dim"):                # what it computes still may not change
+        api.train(str(there), model={**model, "dim": 8}, train={**train, "epochs": 3}, out=out, resume=True)
+
+
 def test_step_learning_rate_decay_is_logged_and_survives_resume(demo_split, tmp_path):
     out = tmp_path / "run"
     model = {"name": "sasrec", "dim": 16, "num_blocks": 1, "max_len": 20}

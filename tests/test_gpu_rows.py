@@ -3,21 +3,23 @@ one short epoch of a row through bench_ml1m.py and writes its results file."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_smoke_run_writes_a_results_file(dataset, tmp_path):
-    dataset("ml-1m-sasrec/ml-1m.txt")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_rows.py"), "--out", str(tmp_path),
-                           "--smoke", "--rows", "hstu_noval", "--minutes", "2"],
+    data = dataset("ml-1m-sasrec/ml-1m.txt").parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SEQREC_DATA": str(data)}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_rows.py"), "--out", str(tmp_path / "out"),
+                           "--runs", str(tmp_path / "runs"), "--smoke", "--rows", "hstu_noval", "--minutes", "2"],
                           capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads((tmp_path / "results" / "ml1m_hstu_noval_cuda.json").read_text())
+    result = json.loads((tmp_path / "out" / "results" / "ml1m_hstu_noval_cuda.json").read_text())
     assert result["machine"]["device"] == "cpu" and result["valid"] == {}
     assert result["config"]["split"]["validation"] == "none" and len(result["test_ndcg10_by_epoch"]) == 1
     assert result["config"]["eval"]["exclude_history"] == "window" and result["test_window"] is None
@@ -26,5 +28,36 @@ def test_smoke_run_writes_a_results_file(dataset, tmp_path):
 
 def test_unknown_rows_are_named(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_rows.py"), "--out", str(tmp_path),
-                           "--smoke", "--rows", "hstu,nope"], capture_output=True, text=True, timeout=60)
+                           "--runs", str(tmp_path / "runs"), "--smoke", "--rows", "hstu,nope"],
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "unknown row(s) hstu, nope" in done.stderr
+
+
+def test_a_row_longer_than_one_loan_continues_on_the_next(dataset, tmp_path):
+    """What one loan returns (its results file and `<row>.run.tar.gz`) lets the next loan, whose data lies at another
+    path, continue the row from its last epoch: the second loan's results hold both epochs, the first unchanged."""
+    source = dataset("ml-1m-sasrec/ml-1m.txt")
+    copy = tmp_path / "carried-data" / "ml-1m-sasrec" / "ml-1m.txt"      # the data as carried to the second device
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(source, copy)
+
+    def loan(name: str, epochs: int, data: Path, *extra: str) -> dict:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "SEQREC_DATA": str(data)}
+        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_rows.py"), "--out", str(tmp_path / name),
+                               "--runs", str(tmp_path / f"{name}-runs"), "--smoke", "--rows", "hstu_noval",
+                               "--epochs", str(epochs), *extra],
+                              capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["hstu_noval.run.tar.gz", "results"]
+        return {"stdout": done.stdout,
+                **json.loads((tmp_path / name / "results" / "ml1m_hstu_noval_cuda.json").read_text())}
+
+    first = loan("loan1", 1, source.parents[1])
+    second = loan("loan2", 2, copy.parents[1], "--resume-from", str(tmp_path / "loan1"))
+    assert "resumed after" in second["stdout"] and "resumed after" not in first["stdout"]
+    assert first["epochs_run"] == 1 and second["epochs_run"] == 2
+    assert second["test_ndcg10_by_epoch"][0] == first["test_ndcg10_by_epoch"][0]
+    assert len(second["test_ndcg10_by_epoch"]) == 2 and second["config"]["data"]["path"] == str(copy)
+    with tarfile.open(tmp_path / "loan2" / "hstu_noval.run.tar.gz") as tar:
+        log = tar.extractfile("hstu_noval/log.jsonl").read().decode()
+    assert [json.loads(line)["epoch"] for line in log.splitlines()] == [1, 2]

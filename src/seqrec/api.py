@@ -10,6 +10,7 @@ Every CLI command is one call into this module; the CLI holds no logic of its ow
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -135,7 +136,9 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
         config: a RunConfig or a YAML path; `sections` (`train={"epochs": 5}`, `model={"dim": 32}`, ...)
             update it.
         out: run directory for checkpoints, logs, curves and results; None keeps everything in memory.
-        resume: continue from `out/checkpoints/last.pt` (the stored config is used and must match).
+        resume: continue from `out/checkpoints/last.pt` (the stored config is used and must match, but for
+            `RESUME_MAY_CHANGE`; `data.path` may name a copy of the run's data elsewhere, e.g. after the run
+            directory moved to another machine, checked against the data fingerprint in its `data.json`).
         on_epoch: `on_epoch(epoch, record)` after every epoch (see `Trainer`); a string returned stops training.
         evaluate_test: False leaves the test targets alone (`results` has no "test"): model selection, as in
             `seqrec tune`, must not look at them.
@@ -148,12 +151,13 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
         sections["data"] = {**sections.get("data", {}), "path": str(data)}
         data = None
     stored = RunDir(out).config if resume and out is not None else None
+    moved_from = None                     # the stored data.path, when a resumed run reads its data from elsewhere
     if stored is not None and stored.exists() and config is None and model is None and not sections:
         run_config = load_config(stored)  # plain --resume: continue with the run's own config
     else:
         run_config = make_config(config, model=model, **sections)
         if stored is not None and stored.exists():
-            _check_resume_config(stored, run_config)
+            moved_from = _check_resume_config(stored, run_config)
     tracking.check(run_config, out)                  # a missing tracking package: before anything is written
     dist, device = distributed.setup(run_config.train.device, run_config.train.dist_timeout)
     if out is not None and not resume and RunDir(out).exists:   # every rank, before any writes
@@ -165,6 +169,8 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
             split = make_split(data, run_config)
         else:                                          # rank 0 prepares and caches the data first
             split = distributed.staged(dist, lambda: load_split(run_config))
+        if moved_from is not None and out is not None:
+            _check_moved_data(Path(out), moved_from, run_config.data.path, split)
         _prepare_torch(run_config, dist)
         net = build_model(run_config.model.name, split.data.num_items, run_config.model.params)
         run_dir = Path(out) if out is not None else None
@@ -190,21 +196,43 @@ def train(data: SequenceData | Split | str | Path | None = None, model: str | di
 RESUME_MAY_CHANGE = frozenset({"train.epochs", "train.max_minutes", "train.patience", "train.progress",
                                "train.num_threads", "train.micro_batches", "train.dist_timeout", "train.tensorboard",
                                "train.mlflow", "train.mlflow_uri", "train.mlflow_experiment"})
+# a key a resumed run may point elsewhere if what it names there is the same: the data file, once read, must have
+# the content fingerprint recorded in the run's data.json (a run directory carried to another machine)
+RESUME_MAY_MOVE = frozenset({"data.path"})
 
 
-def _check_resume_config(path: Path, requested: RunConfig) -> None:
+def _check_resume_config(path: Path, requested: RunConfig) -> str | None:
     """A resumed run must have the stored config, except for `RESUME_MAY_CHANGE` (e.g. a larger time budget or
-    more epochs for a run that stopped on them)."""
+    more epochs for a run that stopped on them) and `RESUME_MAY_MOVE`; returns the stored `data.path` when the
+    requested one differs (the caller checks the data read there, `_check_moved_data`), else None."""
     stored = load_config(path)
-    if config_hash(stored) != config_hash(requested):
-        a, b = config_to_dict(stored), config_to_dict(requested)
-        diff = {f"{s}.{k}" for s in SECTIONS for k in set(a[s]) | set(b[s]) if a[s].get(k) != b[s].get(k)}
-        if diff <= RESUME_MAY_CHANGE:
-            log.info("resuming with changed %s", ", ".join(sorted(diff)))
-            return
-        raise ConfigError(f"--resume: the config differs from the one stored in {path} "
-                          f"({', '.join(sorted(diff - RESUME_MAY_CHANGE))}); resume with the same config (only "
-                          f"{', '.join(sorted(RESUME_MAY_CHANGE))} may change) or start a new --out")
+    if config_hash(stored) == config_hash(requested):
+        return None
+    a, b = config_to_dict(stored), config_to_dict(requested)
+    diff = {f"{s}.{k}" for s in SECTIONS for k in set(a[s]) | set(b[s]) if a[s].get(k) != b[s].get(k)}
+    allowed = RESUME_MAY_CHANGE | RESUME_MAY_MOVE
+    if diff <= allowed:
+        log.info("resuming with changed %s", ", ".join(sorted(diff)))
+        return str(stored.data.path) if "data.path" in diff else None
+    raise ConfigError(f"--resume: the config differs from the one stored in {path} "
+                      f"({', '.join(sorted(diff - allowed))}); resume with the same config (only "
+                      f"{', '.join(sorted(allowed))} may change, data.path to a copy of the same data) or start a "
+                      f"new --out")
+
+
+def _check_moved_data(out: Path, before: str, now: str | None, split: Split) -> None:
+    """A resumed run that reads its data from a new path must read the data it was started on: the fingerprint
+    (content and preparation options) in its `data.json` equals that of the data just read."""
+    info = RunDir(out).data_info
+    recorded = json.loads(info.read_text()).get("data", {}).get("fingerprint") if info.exists() else None
+    read = split.data.info.get("fingerprint")
+    if recorded is None or read != recorded:
+        found = "no data fingerprint is recorded" if recorded is None else (
+            f"its data fingerprint is {recorded}, the data at {now} gives {read}")
+        raise ConfigError(f"--resume: data.path moved from {before} to {now}, and the data there is not the data "
+                          f"the run in {out} was started on ({found}); point data.path at a copy of {before} or "
+                          f"start a new --out")
+    log.info("resuming with the same data read from %s (was %s)", now, before)
 
 
 def _open_run_dir(out: Path | None, config: RunConfig, split: Split) -> None:
