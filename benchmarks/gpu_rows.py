@@ -4,8 +4,9 @@ A lent GPU comes with minutes, not hours (15 minutes a session, start-up include
 checked on CPU first (`--smoke`), then run on the device. It trains the chosen rows one after another with
 `bench_ml1m.py` (one process per row), on `cuda`, each with its share of the budget as `train.max_minutes`, and
 writes `<out>/results/ml1m_<row>_cuda.json` (the device's name is in `machine.device`) and each row's run
-directory packed as `<out>/<row>.run.tar.gz` (the run directories themselves live under `--runs`, outside `<out>`:
-a device returns at most 8 files from its $OUT, none more than two folders down).
+directory packed as `<out>/<row>.run.tar.gz` (in numbered parts `.1`, `.2`, ... when over `--part-mib`; the run
+directories themselves live under `--runs`, outside `<out>`: a device returns at most 8 files from its $OUT, each
+at most 16 MiB, none more than two folders down).
 
     SEQREC_DATA=../shared/datasets python benchmarks/gpu_rows.py --out "$OUT" --minutes 9 \\
         [--rows hstu_large_noval,bert4rec] [--precision bf16]
@@ -28,6 +29,7 @@ reference's MoL settings), `hstu_large_mol_noval` (and its protocol), `bert4rec`
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -51,7 +53,7 @@ ROWS: dict[str, tuple[str, list[str]]] = {
 }
 SMOKE = ["train.epochs=1", "model.max_len=20", "train.num_threads=1"]
 PACKED = ".run.tar.gz"       # <row>.run.tar.gz: one row's run directory, what a loan hands to the next
-RETURN_LIMIT = 16 * 2**20    # the largest file a device returns from $OUT
+RETURN_FILES = 8             # a device returns at most 8 files from $OUT, each at most 16 MiB
 
 
 def main() -> int:
@@ -68,6 +70,9 @@ def main() -> int:
     parser.add_argument("--resume-from", default=None, metavar="DIR",
                         help=f"folder with a previous loan's <row>{PACKED} files: those rows continue from them")
     parser.add_argument("--epochs", type=int, default=None, help="train.epochs for every row (default: the row's)")
+    parser.add_argument("--part-mib", type=float, default=15.5,
+                        help=f"a packed run larger than this is written in parts <row>{PACKED}.1, .2, ... (a device "
+                             "returns no file over 16 MiB; HSTU-large + MoL's is ~14 MiB)")
     args = parser.parse_args()
     rows = [row.strip() for row in args.rows.split(",") if row.strip()]
     unknown = [row for row in rows if row not in ROWS]
@@ -90,7 +95,7 @@ def main() -> int:
         share = max(0.5, left / (len(rows) - i))                   # what is left, split over the rows to come
         config, overrides = ROWS[row]
         run_dir = runs / row
-        trained = unpack(Path(args.resume_from) / f"{row}{PACKED}", run_dir) if args.resume_from else None
+        trained = unpack(Path(args.resume_from), row, run_dir) if args.resume_from else None
         if trained is None and run_dir.exists():
             shutil.rmtree(run_dir)                                 # a fresh row: no leftovers of an earlier call
         # whole batches on a GPU: micro-batches save padded work that a GPU does in parallel anyway, and would
@@ -109,42 +114,67 @@ def main() -> int:
         code = subprocess.call(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         print(f"[{row}] exit {code} after {time.monotonic() - started:.0f} s", flush=True)
         if run_dir.exists():
-            pack(run_dir, out / f"{row}{PACKED}")
+            pack(run_dir, out, int(args.part_mib * 2**20))
         if code:
             failed.append(row)
+    returned = [path for path in out.rglob("*") if path.is_file()]
+    if len(returned) > RETURN_FILES:
+        print(f"warning: {out} holds {len(returned)} files; a device returns only {RETURN_FILES}: run fewer rows "
+              f"or raise --part-mib", file=sys.stderr)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 
-def pack(run_dir: Path, archive: Path) -> None:
-    """Write `run_dir` as `archive` (the directory's name inside), warning when a device would not return it."""
+def pack(run_dir: Path, out: Path, part_bytes: int) -> list[Path]:
+    """Write `run_dir` to `out` as `<name>.run.tar.gz` (the directory's name inside), in numbered parts of at most
+    `part_bytes` when larger; returns the files written."""
+    archive = out / f"{run_dir.name}{PACKED}"
+    for old in [archive, *_parts(out, run_dir.name)]:
+        old.unlink(missing_ok=True)
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(run_dir, arcname=run_dir.name)
     size = archive.stat().st_size
-    if size > RETURN_LIMIT:
-        print(f"warning: {archive} is {size / 2**20:.1f} MiB, over the {RETURN_LIMIT // 2**20} MiB a device returns "
-              f"from $OUT", file=sys.stderr)
+    if size <= part_bytes:
+        return [archive]
+    blob = archive.read_bytes()
+    archive.unlink()
+    parts = []
+    for number, start in enumerate(range(0, size, part_bytes), 1):
+        parts.append(out / f"{archive.name}.{number}")
+        parts[-1].write_bytes(blob[start:start + part_bytes])
+    print(f"{run_dir.name}: packed run {size / 2**20:.1f} MiB, written in {len(parts)} parts", flush=True)
+    return parts
 
 
-def unpack(archive: Path, run_dir: Path) -> float | None:
-    """Replace `run_dir` with the run packed in `archive`; returns the minutes it has trained (the elapsed clock of
-    its last logged epoch), or None when `archive` does not exist (the row starts afresh)."""
-    if not archive.exists():
+def unpack(folder: Path, row: str, run_dir: Path) -> float | None:
+    """Replace `run_dir` with the run `row` packed in `folder` (whole or in parts); returns the minutes it has
+    trained (the elapsed clock of its last logged epoch), or None when `folder` holds no such run (a fresh row)."""
+    archive, parts = folder / f"{row}{PACKED}", _parts(folder, row)
+    if not archive.exists() and not parts:
         return None
+    blob = archive.read_bytes() if archive.exists() else b"".join(part.read_bytes() for part in parts)
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, "r:gz") as tar:
+    staging = run_dir.parent / f".unpacking-{row}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
         names = {member.name.split("/")[0] for member in tar.getmembers()}
-        if len(names) != 1:
-            raise SystemExit(f"{archive} holds {', '.join(sorted(names))}, not one run directory")
-        tar.extractall(run_dir.parent / ".unpacking", filter="data")
-    (run_dir.parent / ".unpacking" / names.pop()).rename(run_dir)
-    shutil.rmtree(run_dir.parent / ".unpacking")
+        if names != {row}:
+            raise SystemExit(f"{archive} holds {', '.join(sorted(names))}, not the run directory {row}")
+        tar.extractall(staging, filter="data")
+    (staging / row).rename(run_dir)
+    staging.rmdir()
     log = run_dir / "log.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
     return max((r.get("elapsed", 0.0) for r in records), default=0.0) / 60
+
+
+def _parts(folder: Path, row: str) -> list[Path]:
+    """`<row>.run.tar.gz.1`, `.2`, ... in `folder`, in order."""
+    found = [p for p in folder.glob(f"{row}{PACKED}.*") if p.suffix[1:].isdigit()]
+    return sorted(found, key=lambda p: int(p.suffix[1:]))
 
 
 if __name__ == "__main__":

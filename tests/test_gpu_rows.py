@@ -48,12 +48,15 @@ def test_a_row_longer_than_one_loan_continues_on_the_next(dataset, tmp_path):
                                "--epochs", str(epochs), *extra],
                               capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["hstu_noval.run.tar.gz", "results"]
         return {"stdout": done.stdout,
                 **json.loads((tmp_path / name / "results" / "ml1m_hstu_noval_cuda.json").read_text())}
 
-    first = loan("loan1", 1, source.parents[1])
+    # the first loan's run comes back in parts (as one larger than a device returns would), the second's whole
+    first = loan("loan1", 1, source.parents[1], "--part-mib", "0.25")
+    parts = sorted(p.name for p in (tmp_path / "loan1").iterdir() if p.name != "results")
+    assert len(parts) > 1 and parts[0] == "hstu_noval.run.tar.gz.1" and "hstu_noval.run.tar.gz" not in parts
     second = loan("loan2", 2, copy.parents[1], "--resume-from", str(tmp_path / "loan1"))
+    assert sorted(p.name for p in (tmp_path / "loan2").iterdir()) == ["hstu_noval.run.tar.gz", "results"]
     assert "resumed after" in second["stdout"] and "resumed after" not in first["stdout"]
     assert first["epochs_run"] == 1 and second["epochs_run"] == 2
     assert second["test_ndcg10_by_epoch"][0] == first["test_ndcg10_by_epoch"][0]
