@@ -64,3 +64,28 @@ def test_a_row_longer_than_one_loan_continues_on_the_next(dataset, tmp_path):
     with tarfile.open(tmp_path / "loan2" / "hstu_noval.run.tar.gz") as tar:
         log = tar.extractfile("hstu_noval/log.jsonl").read().decode()
     assert [json.loads(line)["epoch"] for line in log.splitlines()] == [1, 2]
+
+
+def test_a_prepared_carry_runs_a_loan_without_shared_data_or_a_cold_preparation(dataset, tmp_path):
+    """gpu_prepare.py copies the rows' data and their prepared entries into the folder that travels (and a previous
+    loan's packed runs); a loan reading only that folder finds its data prepared (no polars needed on the device)."""
+    source = dataset("ml-1m-sasrec/ml-1m.txt")
+    carry, earlier = tmp_path / "carry", tmp_path / "files_at"
+    earlier.mkdir()
+    (earlier / "hstu_noval.run.tar.gz.1").write_bytes(b"part one")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SEQREC_DATA": str(source.parents[1])}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_prepare.py"), "--rows", "hstu_noval",
+                           "--carry", str(carry), "--loans", str(earlier), "--no-wheels"],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (carry / "data" / "ml-1m-sasrec" / "ml-1m.txt").read_bytes() == source.read_bytes()
+    assert len(list((carry / "cache").glob("*.npz"))) == 1
+    assert (carry / "loans" / "hstu_noval.run.tar.gz.1").read_bytes() == b"part one"
+    assert "--rows hstu_noval" in done.stdout and "/loans 2>&1 | tee $OUT/log.txt" in done.stdout   # resumes them
+    env = {**env, "SEQREC_DATA": str(carry / "data"), "SEQREC_CACHE": str(carry / "cache")}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_rows.py"), "--out", str(tmp_path / "out"),
+                           "--runs", str(tmp_path / "runs"), "--smoke", "--rows", "hstu_noval"],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    info = json.loads((tmp_path / "runs" / "hstu_noval" / "data.json").read_text())["data"]
+    assert info["cache_hit"] and info["source"] == str(carry / "data" / "ml-1m-sasrec" / "ml-1m.txt")
