@@ -12,12 +12,11 @@ at most 16 MiB, none more than two folders down).
         [--rows hstu_large_noval,bert4rec] [--precision bf16]
     SEQREC_DATA=../shared/datasets python benchmarks/gpu_rows.py --out /tmp/gpu-smoke --smoke   # on CPU
 
-A row longer than one loan continues on the next: put the `<row>.run.tar.gz` files that came back in a folder of
-the repository that git ignores (e.g. `runs/gpu-carry/`), carry it (and the data) to the device, and pass
-`--resume-from runs/gpu-carry`: each row found there continues from its last finished epoch, bit for bit as
-`--resume` does, with this loan's minutes added to the time it has trained. The device has no `../shared`: carry
-the files the rows read too, e.g. `runs/gpu-data/ml-1m-sasrec/ml-1m.txt` with `SEQREC_DATA=runs/gpu-data` (a
-resumed run may read its data from another path when the content is the same).
+A row longer than one loan continues on the next: `--resume-from DIR` takes the `<row>.run.tar.gz` files a
+previous loan returned, and each row found there continues from its last finished epoch, bit for bit as `--resume`
+does, with this loan's minutes added to the time it has trained. `benchmarks/gpu_prepare.py` puts them, the rows'
+data (the device has no `../shared`; a resumed run may read its data from another path when the content is the
+same) and the wheels the device lacks into folders that travel, and prints the device command.
 
 Rows: `hstu_large`, `hstu_large_noval` (the HSTU paper's own protocol: no validation item, 101 epochs, last
 epoch tested, only the 200 items the model reads removed from the ranking), `hstu_large_mol` (the RAILS

@@ -10,7 +10,6 @@ Every CLI command is one call into this module; the CLI holds no logic of its ow
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -223,8 +222,7 @@ def _check_resume_config(path: Path, requested: RunConfig) -> str | None:
 def _check_moved_data(out: Path, before: str, now: str | None, split: Split) -> None:
     """A resumed run that reads its data from a new path must read the data it was started on: the fingerprint
     (content and preparation options) in its `data.json` equals that of the data just read."""
-    info = RunDir(out).data_info
-    recorded = json.loads(info.read_text()).get("data", {}).get("fingerprint") if info.exists() else None
+    recorded = RunDir(out).read_data_info().get("data", {}).get("fingerprint")
     read = split.data.info.get("fingerprint")
     if recorded is None or read != recorded:
         found = "no data fingerprint is recorded" if recorded is None else (
