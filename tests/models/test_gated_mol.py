@@ -91,6 +91,36 @@ def test_gathered_gradients_with_recomputation_match_autograd(gather_block):
         assert torch.allclose(g, want, atol=1e-10)
 
 
+@pytest.mark.parametrize("gather_block", [None, 2 * 5 * 6], ids=["one-chunk", "chunks"])
+def test_gathered_gradients_use_the_forwards_gate_dropout_masks(gather_block):
+    """With gate dropout the backward reuses the masks its forward drew: from the same seed, `gathered` (one
+    chunk, or chunks of 2 rows, whose masks take the same random words in turn) gives the values and gradients
+    of `pairwise`, which draws one mask for all pairs, through plain autograd."""
+    m = gated(balance=0.05, gate_dropout=0.4)
+    m.gather_block = gather_block
+    queries = torch.randn(8, 6, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(11, 6, dtype=torch.float64, requires_grad=True)
+    ids = torch.randint(0, 11, (8, 5))
+    weights = torch.randn(8, 5, dtype=torch.float64)
+    params = [queries, table, *m.parameters()]
+
+    def run(score) -> tuple:
+        torch.manual_seed(7)
+        m.begin_step()
+        loss = (score() * weights).sum() + m.aux_loss()
+        return loss, torch.autograd.grad(loss, params)
+
+    reference, expected = run(lambda: m.pairwise(queries, table[ids]))
+    got, grads = run(lambda: m.gathered(queries, table, ids))
+    assert got.item() == pytest.approx(reference.item(), abs=1e-10)
+    for g, want in zip(grads, expected, strict=True):
+        assert torch.allclose(g, want, atol=1e-10)
+    torch.manual_seed(8)
+    m.begin_step()
+    assert (m.gathered(queries, table, ids) * weights).sum().item() != pytest.approx(reference.item(), abs=1e-6)
+    m.aux_loss()
+
+
 @pytest.mark.parametrize("kind", ["gated", "additive"])
 def test_forward_in_item_chunks_gives_the_gradients_of_one_chunk(kind):
     """`forward` scores the catalogue in chunks of items: queries, items and every parameter get the gradients of

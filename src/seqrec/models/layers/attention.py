@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -25,10 +27,17 @@ class Dropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0:
             return x
-        count = x.numel()
-        words = torch.empty((count + 3) // 4, dtype=torch.int64, device=x.device).random_()   # bits 0..62
-        lanes = words.view(torch.int16)[:count].view(x.shape).bitwise_and_(0x7FFF)        # 15 uniform bits
-        return x * ((lanes >= self.threshold) * (1.0 / (1.0 - self.p))).to(x.dtype)     # 0 or 1/(1-p)
+        keep = keep_mask(x.shape, self.threshold, x.device)
+        return x * (keep * (1.0 / (1.0 - self.p))).to(x.dtype)                          # 0 or 1/(1-p)
+
+
+def keep_mask(shape: tuple[int, ...] | torch.Size, threshold: int, device: torch.device) -> Tensor:
+    """A bool mask of `shape`, each element True with probability 1 - threshold / 32768, from one 64-bit draw
+    per four elements (the lanes of `Dropout`; threshold = round(p * 32768) for a drop probability p)."""
+    count = math.prod(shape)
+    words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device).random_()         # bits 0..62
+    lanes = words.view(torch.int16)[:count].view(shape).bitwise_and_(0x7FFF)                # 15 uniform bits
+    return lanes >= threshold
 
 
 def attention_mask(valid: Tensor, causal: bool) -> Tensor:
