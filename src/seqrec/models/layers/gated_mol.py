@@ -268,7 +268,7 @@ class GatedMixtureOfLogits(nn.Module):
     def gathered(self, queries: Tensor, table: Any, ids: Tensor) -> Tensor:
         """`pairwise(queries, table[ids])` with the item components and gate term computed once per table row
         (the item dropout then draws one mask per row and call, not one per drawn id), scored in chunks of
-        query rows; with gradients, through `_GatheredMix` (each chunk recomputed in the backward)."""
+        query rows by `_GatheredMix` (each chunk recomputed in the backward)."""
         if ids.numel() < table.shape[0] or not isinstance(table, Tensor):              # few ids: per id
             return self.pairwise(queries, table[ids])
         q, gate_q = self._side("query", queries)                                    # [M, Pq, d], [M, L]
@@ -276,16 +276,7 @@ class GatedMixtureOfLogits(nn.Module):
         per_row = ids.shape[1] * max(self.pairs, self.gate_hidden)
         rows = (max(1, self.gather_block // per_row) if self.gather_block
                 else chunk_rows(per_row, 1 << 20, queries.device, accelerator=1 << 24))
-        pair = self._pair_weights()
-        if torch.is_grad_enabled() and any(t.requires_grad for t in (q, gate_q, x, gate_x, *pair)):
-            scores, usage, entropy = _GatheredMix.apply(self, rows, q, gate_q, x, gate_x, ids, *pair)
-        else:
-            scores = q.new_empty(ids.shape)
-            usage, entropy = q.new_zeros(self.pairs), q.new_zeros(())
-            for start in range(0, ids.shape[0], rows):
-                part = slice(start, start + rows)
-                scores[part], u, e = self._gathered_chunk(q[part], gate_q[part], x, gate_x, ids[part], pair)
-                usage, entropy = usage + u, entropy + e
+        scores, usage, entropy = _GatheredMix.apply(self, rows, q, gate_q, x, gate_x, ids, *self._pair_weights())
         self._record(usage, entropy, ids.numel())
         return scores
 
@@ -341,11 +332,11 @@ class _GatheredMix(torch.autograd.Function):
             c, k, flat = chunk.shape[0], chunk.shape[1], chunk.flatten()
             q_part = q[part]
             parts = x.index_select(0, flat).view(c, k * mol.px, mol.d)                  # [c, K * Px, d]
+            # the leaves of the chunk's graph (the backward runs without grad, so none has a history)
+            logits = mol._pair_logits(q_part, parts.view(c, k, mol.px, mol.d)).requires_grad_(need[0] or need[2])
+            gq = gate_q[part].detach().requires_grad_(need[1])
+            gx = gate_x.index_select(0, flat).view(c, k, -1).requires_grad_(need[3])
             with torch.enable_grad():
-                logits = mol._pair_logits(q_part, parts.view(c, k, mol.px, mol.d)).requires_grad_(
-                    need[0] or need[2])
-                gq = gate_q[part].detach().requires_grad_(need[1])
-                gx = gate_x.index_select(0, flat).view(c, k, -1).requires_grad_(need[3])
                 weights = [w.detach().requires_grad_(n) for w, n in zip(pair, need[5:], strict=True)]
                 scores, usage, entropy = mol._mix(logits, gq.unsqueeze(1) * gx, tuple(weights), keep)
                 outputs, upstream = [scores], [grad_scores[part]]
